@@ -1,0 +1,5 @@
+"""Typed settings for every process of returnsync; the only place that reads the environment."""
+
+from config.settings import Settings, get_settings
+
+__all__ = ["Settings", "get_settings"]
