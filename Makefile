@@ -1,0 +1,53 @@
+# returnsync: `make run` starts the whole system locally, `make test` runs the suite.
+SHELL := /bin/bash
+PY := .venv/bin/python
+STANDIN_URL ?= http://127.0.0.1:$${STANDIN_PORT:-8081}
+
+.PHONY: run test venv services migrate demo-shop bench chaos lint
+
+venv: .venv/.installed
+
+.venv/.installed: requirements.txt
+	test -x .venv/bin/python || python3 -m venv .venv
+	.venv/bin/pip install -q --upgrade pip
+	.venv/bin/pip install -q -r requirements.txt
+	touch .venv/.installed
+
+# Start the local Redis and Postgres when they are not running (fresh machine, CI).
+services:
+	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || \
+	  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+	@pg_isready -q -h 127.0.0.1 -p 5432 || \
+	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
+	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && exit 0; sleep 1; done; \
+	  echo "Redis or Postgres did not come up" >&2; exit 1
+
+migrate: venv services
+	$(PY) -m workers.store.migrate
+
+# Register the demo shop of the stand-in's demo seed (standin/demo_seed.json).
+demo-shop: migrate
+	$(PY) -m workers.cli register-shop acme-nl.myshopify.com --token shpat_local_demo_token \
+	  --api-url "$(STANDIN_URL)/shops/{shop}/admin/api/{version}/graphql.json"
+
+run: demo-shop
+	@echo
+	@echo "  returnsync is starting (Ctrl-C stops everything):"
+	@echo "    ingest      http://127.0.0.1:$${INGEST_PORT:-8000}/v1/return-events   (/openapi.json, /readyz)"
+	@echo "    flower      http://127.0.0.1:$${FLOWER_PORT:-5555}"
+	@echo "    shopify     $(STANDIN_URL)/_standin/shops/acme-nl.myshopify.com/state   (the local stand-in)"
+	@echo "    try         $(PY) -m workers.cli send-example 02-created.json"
+	@echo
+	.venv/bin/honcho start
+
+test: venv services
+	$(PY) -m pytest -q
+
+lint: venv
+	.venv/bin/ruff check .
+
+bench: venv services
+	$(PY) -m bench
+
+chaos: venv services
+	$(PY) -m bench.chaos
