@@ -17,8 +17,10 @@ from graphql import (
     GraphQLError,
     GraphQLSchema,
     OperationDefinitionNode,
+    OverlappingFieldsCanBeMergedRule,
     build_schema,
     parse,
+    specified_rules,
     validate,
 )
 
@@ -77,6 +79,12 @@ class PreparedDocument:
         return ops[0] if len(ops) == 1 else None
 
 
+# graphql-ruby (Shopify) accepts same-named fields of different types in sibling fragments on
+# different concrete types (e.g. `status` on Return and on ReverseFulfillmentOrder under `node`);
+# graphql-core's OverlappingFieldsCanBeMerged rejects them, so that rule is left out.
+_RULES = tuple(rule for rule in specified_rules if rule is not OverlappingFieldsCanBeMergedRule)
+
+
 @lru_cache(maxsize=2048)
 def prepare(version: str, text: str) -> PreparedDocument:
     """Parse and validate a document against the version's schema (cached by text)."""
@@ -85,5 +93,5 @@ def prepare(version: str, text: str) -> PreparedDocument:
         document = parse(text)
     except GraphQLError as error:
         return PreparedDocument(None, (error,))
-    errors = validate(schema, document)
+    errors = validate(schema, document, _RULES)
     return PreparedDocument(document, tuple(errors))

@@ -11,7 +11,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from standin.faults import FaultConfig
@@ -22,7 +22,7 @@ CALL_LOG_LIMIT = 20_000
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def gid(kind: str, numeric: int) -> str:
@@ -43,6 +43,7 @@ def parse_gid(value: Any) -> tuple[str, int] | None:
 def normalize_tags(values: list[str] | str | None) -> list[str]:
     """Shopify's tag rules: split on commas, trim, drop blanks, de-dup case-insensitively
     (first spelling wins), sort case-insensitively."""
+    # Exact duplicates are handled by the dict; case variants keep the existing spelling.
     if values is None:
         return []
     if isinstance(values, str):
@@ -60,9 +61,11 @@ def merge_tags(existing: list[str], added: list[str]) -> list[str]:
     return normalize_tags(list(existing) + list(added))
 
 
-def remove_tags(existing: list[str], removed: list[str]) -> list[str]:
-    gone = {t.lower() for t in normalize_tags(removed)}
-    return normalize_tags([t for t in existing if t.lower() not in gone])
+def remove_tags(existing: list[str], removed: list[str] | str) -> list[str]:
+    """tagsRemove matches case-sensitively: removing "red" leaves "Red" (recorded in
+    2025-01--tags-add-multi-resource.json, caseVariantRemove)."""
+    gone = set(normalize_tags(removed))
+    return normalize_tags([t for t in existing if t not in gone])
 
 
 # --- Domain objects. `typename` is the GraphQL type; resolvers.py maps fields onto them. ---
@@ -178,8 +181,19 @@ REASON_DEFINITIONS: tuple[ReasonDefinition, ...] = (
     ReasonDefinition(8, "Too big", "too-big", "SIZE_TOO_LARGE"),
     ReasonDefinition(9, "Style", "style", "STYLE"),
     ReasonDefinition(10, "Color", "color", "COLOR"),
+    # Attribute-specific definitions have no legacy enum counterpart: they read back as OTHER.
+    ReasonDefinition(11, "Absorbency", "absorbency", "OTHER"),
+    ReasonDefinition(12, "Academic level", "academic-level", "OTHER"),
+    ReasonDefinition(13, "Accuracy", "accuracy", "OTHER"),
+    ReasonDefinition(14, "Adhesion", "adhesion", "OTHER"),
+    ReasonDefinition(15, "Adhesive", "adhesive", "OTHER"),
+    ReasonDefinition(16, "Adhesive strength", "adhesive-strength", "OTHER"),
+    ReasonDefinition(17, "Adjustability", "adjustability", "OTHER"),
+    ReasonDefinition(18, "Age range", "age-range", "OTHER"),
+    ReasonDefinition(19, "Amperage", "amperage", "OTHER"),
+    ReasonDefinition(20, "Angle", "angle", "OTHER"),
 )
-REASON_BY_LEGACY = {d.legacy: d for d in REASON_DEFINITIONS}
+REASON_BY_LEGACY = {d.legacy: d for d in REASON_DEFINITIONS[:10]}
 
 
 @dataclass(eq=False)

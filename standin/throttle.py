@@ -4,8 +4,7 @@ Cost model (an approximation of Shopify's, documented in README):
 - a mutation root field costs 10;
 - every object field costs 1, scalars and enums 0;
 - a connection costs 2 + (first or last, default 10) x the cost of one node's selection;
-- a plain list field multiplies its element cost by 10 (Shopify's assumed list size is unknowable
-  without arguments, so we take a fixed factor).
+- a plain list field of objects multiplies its element cost by its `first:` argument, else 10.
 The requested cost is charged before execution and, as on Shopify, the actual cost (here: the
 same figure, minus the unused part of connections) is what ends up deducted.
 """
@@ -33,7 +32,7 @@ from graphql import (
     get_named_type,
     is_composite_type,
 )
-from graphql.type.definition import GraphQLInterfaceType, GraphQLUnionType
+from graphql.type.definition import GraphQLInterfaceType
 
 
 class LeakyBucket:
@@ -83,9 +82,10 @@ class LeakyBucket:
 
 
 def throttle_status(bucket: LeakyBucket, available: int | None = None) -> dict[str, Any]:
-    return {"maximumAvailable": float(bucket.size),
+    rate = int(bucket.rate) if float(bucket.rate).is_integer() else bucket.rate
+    return {"maximumAvailable": bucket.size,
             "currentlyAvailable": available if available is not None else bucket.available(),
-            "restoreRate": float(bucket.rate)}
+            "restoreRate": rate}
 
 
 DEFAULT_PAGE = 10
@@ -145,7 +145,7 @@ def _selection_cost(schema: GraphQLSchema, parent: Any, selection_set: Selection
     for node in _fields(selection_set, fragments):
         name = node.name.value
         field_def = None
-        if isinstance(parent, (GraphQLObjectType, GraphQLInterfaceType)):
+        if isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
             field_def = parent.fields.get(name)
         if field_def is None:
             # Fields of a union member or typename: no cost of their own, but look inside.
@@ -157,13 +157,17 @@ def _selection_cost(schema: GraphQLSchema, parent: Any, selection_set: Selection
         if not is_composite_type(named):
             continue
         inner = _selection_cost(schema, named, node.selection_set, fragments, variables)
+        if isinstance(parent, GraphQLObjectType) and parent.name.endswith("Connection"):
+            # nodes/edges of a connection: the page size is already counted by the connection.
+            total += inner if name in ("nodes", "edges") else 1 + inner
+            continue
         if named.name.endswith("Connection"):
             page = _arg_int(node, "first", variables) or _arg_int(node, "last", variables)
             total += 2 + (page or DEFAULT_PAGE) * max(inner, 1)
         else:
             unwrapped = field_type.of_type if isinstance(field_type, GraphQLNonNull) else field_type
-            factor = LIST_FACTOR if isinstance(unwrapped, GraphQLList) else 1
-            if isinstance(named, GraphQLUnionType):
-                factor = max(factor, 1)
+            factor = 1
+            if isinstance(unwrapped, GraphQLList):
+                factor = _arg_int(node, "first", variables) or LIST_FACTOR
             total += factor * (1 + inner)
     return total

@@ -1,0 +1,1 @@
+"""A local Shopify stand-in: the Admin GraphQL API for returns, over in-memory dev stores."""
