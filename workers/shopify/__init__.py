@@ -1,0 +1,1 @@
+"""Shopify Admin GraphQL: the documents the sync sends, the HTTP client and typed operations."""

@@ -1,0 +1,370 @@
+"""Every GraphQL document the sync sends to Shopify, one named operation per constant.
+
+Kept as constants (never built at run time) so each one is validated against the pinned schemas by
+tests/shopify/test_documents.py, and so the stand-in's per-text validation cache always hits.
+
+Query cost: Shopify refuses a single query above 1,000 points, and a connection costs its ``first``
+times its node cost. Nesting the full return details inside ``Order.returns(first: 50)`` would be
+several thousand points, so the order snapshot reads the returns shallowly and each return's
+details are read with ``ReturnDetails`` (orders rarely have more than one or two returns).
+
+``notifyCustomer: false`` is written into every mutation that has the argument (the returns
+platform, not Shopify, talks to the buyer). Where the flag sits inside an input object it is set by
+workers/shopify/api.py in the variables.
+"""
+
+from __future__ import annotations
+
+# Fields of a Return that the sync needs: lines (to recognise a return created by an earlier attempt
+# whose answer was lost), reverse fulfilment orders (where tracking goes) and their tracking.
+_RETURN_FIELDS = """
+fragment ReturnFields on Return {
+  id
+  name
+  status
+  returnLineItems(first: 50) {
+    nodes {
+      ... on ReturnLineItem {
+        id
+        quantity
+        fulfillmentLineItem {
+          id
+          lineItem {
+            id
+          }
+        }
+      }
+    }
+  }
+  reverseFulfillmentOrders(first: 5) {
+    nodes {
+      id
+      reverseDeliveries(first: 5) {
+        nodes {
+          id
+          deliverable {
+            ... on ReverseDeliveryShippingDeliverable {
+              tracking {
+                number
+                url
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+"""
+
+# Return mutations answer with ReturnUserError, which has a code; tagsAdd/orderUpdate answer with
+# UserError, which does not.
+_RETURN_USER_ERRORS = """
+    userErrors {
+      field
+      message
+      code
+    }
+"""
+
+ACCESS_SCOPES = """
+query AccessScopes {
+  currentAppInstallation {
+    accessScopes {
+      handle
+    }
+  }
+}
+"""
+
+FIND_ORDER_BY_NAME = """
+query FindOrderByName($query: String!) {
+  orders(first: 1, query: $query) {
+    nodes {
+      id
+      name
+    }
+  }
+}
+"""
+
+ORDER_SNAPSHOT = """
+query OrderSnapshot($id: ID!) {
+  order(id: $id) {
+    id
+    name
+    tags
+    note
+    lineItems(first: 250) {
+      nodes {
+        id
+        quantity
+        unfulfilledQuantity
+      }
+    }
+    returns(first: 50) {
+      nodes {
+        id
+        name
+        status
+      }
+    }
+  }
+}
+"""
+
+RETURN_DETAILS = (
+    """
+query ReturnDetails($id: ID!) {
+  return(id: $id) {
+    ...ReturnFields
+  }
+}
+"""
+    + _RETURN_FIELDS
+)
+
+# Paged by fulfilment (5 per page, 50 lines each) to stay well under the 1,000-point query limit.
+RETURNABLE_FULFILLMENTS = """
+query ReturnableFulfillments($orderId: ID!, $after: String) {
+  returnableFulfillments(orderId: $orderId, first: 5, after: $after) {
+    nodes {
+      id
+      returnableFulfillmentLineItems(first: 50) {
+        nodes {
+          quantity
+          fulfillmentLineItem {
+            id
+            lineItem {
+              id
+            }
+          }
+        }
+      }
+    }
+    pageInfo {
+      hasNextPage
+      endCursor
+    }
+  }
+}
+"""
+
+RETURN_REASON_DEFINITIONS = """
+query ReturnReasonDefinitions($handles: [String!], $after: String) {
+  returnReasonDefinitions(handles: $handles, first: 100, after: $after) {
+    nodes {
+      id
+      handle
+      deleted
+    }
+    pageInfo {
+      hasNextPage
+      endCursor
+    }
+  }
+}
+"""
+
+RETURN_REQUEST = (
+    """
+mutation ReturnRequest($input: ReturnRequestInput!) {
+  returnRequest(input: $input) {
+    return {
+      ...ReturnFields
+    }
+"""
+    + _RETURN_USER_ERRORS
+    + """
+  }
+}
+"""
+    + _RETURN_FIELDS
+)
+
+# returnCreate takes `returnInput:`, unlike the other return mutations (`input:` / `id:`).
+RETURN_CREATE = (
+    """
+mutation ReturnCreate($returnInput: ReturnInput!) {
+  returnCreate(returnInput: $returnInput) {
+    return {
+      ...ReturnFields
+    }
+"""
+    + _RETURN_USER_ERRORS
+    + """
+  }
+}
+"""
+    + _RETURN_FIELDS
+)
+
+RETURN_APPROVE_REQUEST = (
+    """
+mutation ReturnApproveRequest($input: ReturnApproveRequestInput!) {
+  returnApproveRequest(input: $input) {
+    return {
+      ...ReturnFields
+    }
+"""
+    + _RETURN_USER_ERRORS
+    + """
+  }
+}
+"""
+    + _RETURN_FIELDS
+)
+
+RETURN_DECLINE_REQUEST = (
+    """
+mutation ReturnDeclineRequest($input: ReturnDeclineRequestInput!) {
+  returnDeclineRequest(input: $input) {
+    return {
+      ...ReturnFields
+    }
+"""
+    + _RETURN_USER_ERRORS
+    + """
+  }
+}
+"""
+    + _RETURN_FIELDS
+)
+
+RETURN_CLOSE = (
+    """
+mutation ReturnClose($id: ID!) {
+  returnClose(id: $id) {
+    return {
+      ...ReturnFields
+    }
+"""
+    + _RETURN_USER_ERRORS
+    + """
+  }
+}
+"""
+    + _RETURN_FIELDS
+)
+
+# notifyCustomer on returnCancel is deprecated ("Not supported") in 2026-04 and 2026-07; it is sent
+# anyway because the rule is "false wherever the API has it", and the schema tests will flag the
+# version that removes it.
+RETURN_CANCEL = (
+    """
+mutation ReturnCancel($id: ID!) {
+  returnCancel(id: $id, notifyCustomer: false) {
+    return {
+      ...ReturnFields
+    }
+"""
+    + _RETURN_USER_ERRORS
+    + """
+  }
+}
+"""
+    + _RETURN_FIELDS
+)
+
+# An empty reverseDeliveryLineItems list means "every line of the reverse fulfilment order, in full"
+# (schema docs), which is what a platform return label covers. notifyCustomer defaults to *true*
+# on this mutation, so false here is essential.
+REVERSE_DELIVERY_CREATE_WITH_SHIPPING = """
+mutation ReverseDeliveryCreateWithShipping(
+  $reverseFulfillmentOrderId: ID!
+  $trackingInput: ReverseDeliveryTrackingInput
+) {
+  reverseDeliveryCreateWithShipping(
+    reverseFulfillmentOrderId: $reverseFulfillmentOrderId
+    reverseDeliveryLineItems: []
+    trackingInput: $trackingInput
+    notifyCustomer: false
+  ) {
+    reverseDelivery {
+      id
+      deliverable {
+        ... on ReverseDeliveryShippingDeliverable {
+          tracking {
+            number
+            url
+          }
+        }
+      }
+    }
+    userErrors {
+      field
+      message
+      code
+    }
+  }
+}
+"""
+
+TAGS_ADD = """
+mutation TagsAdd($id: ID!, $tags: [String!]!) {
+  tagsAdd(id: $id, tags: $tags) {
+    node {
+      ... on Order {
+        id
+        tags
+      }
+    }
+    userErrors {
+      field
+      message
+    }
+  }
+}
+"""
+
+TAGS_REMOVE = """
+mutation TagsRemove($id: ID!, $tags: [String!]!) {
+  tagsRemove(id: $id, tags: $tags) {
+    node {
+      ... on Order {
+        id
+        tags
+      }
+    }
+    userErrors {
+      field
+      message
+    }
+  }
+}
+"""
+
+# Only ever sent with {id, note}: orderUpdate overwrites whatever fields it is given (tags included).
+ORDER_UPDATE_NOTE = """
+mutation OrderUpdateNote($input: OrderInput!) {
+  orderUpdate(input: $input) {
+    order {
+      id
+      note
+    }
+    userErrors {
+      field
+      message
+    }
+  }
+}
+"""
+
+ALL_DOCUMENTS: dict[str, str] = {
+    "ACCESS_SCOPES": ACCESS_SCOPES,
+    "FIND_ORDER_BY_NAME": FIND_ORDER_BY_NAME,
+    "ORDER_SNAPSHOT": ORDER_SNAPSHOT,
+    "RETURN_DETAILS": RETURN_DETAILS,
+    "RETURNABLE_FULFILLMENTS": RETURNABLE_FULFILLMENTS,
+    "RETURN_REASON_DEFINITIONS": RETURN_REASON_DEFINITIONS,
+    "RETURN_REQUEST": RETURN_REQUEST,
+    "RETURN_CREATE": RETURN_CREATE,
+    "RETURN_APPROVE_REQUEST": RETURN_APPROVE_REQUEST,
+    "RETURN_DECLINE_REQUEST": RETURN_DECLINE_REQUEST,
+    "RETURN_CLOSE": RETURN_CLOSE,
+    "RETURN_CANCEL": RETURN_CANCEL,
+    "REVERSE_DELIVERY_CREATE_WITH_SHIPPING": REVERSE_DELIVERY_CREATE_WITH_SHIPPING,
+    "TAGS_ADD": TAGS_ADD,
+    "TAGS_REMOVE": TAGS_REMOVE,
+    "ORDER_UPDATE_NOTE": ORDER_UPDATE_NOTE,
+}
