@@ -36,6 +36,11 @@ def _get_pool() -> psycopg2.pool.ThreadedConnectionPool:
                 _pool = psycopg2.pool.ThreadedConnectionPool(
                     0, settings.database_pool_max, settings.database_url, connect_timeout=3
                 )
+                # psycopg2 keeps a returned connection only while fewer than `minconn` are idle;
+                # with 0 it would close every one and reconnect on the next borrow (~5 ms each).
+                # Raising it after construction keeps connections warm without opening them all
+                # eagerly at start-up (a process that never touches Postgres opens none).
+                _pool.minconn = settings.database_pool_max
                 _pool_pid = os.getpid()
     return _pool
 

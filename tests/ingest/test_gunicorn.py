@@ -1,0 +1,172 @@
+"""The real server stack: gunicorn (gthread) running ingest.app, spoken to over loopback HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from config import get_settings
+from ingest.signatures import sign
+from tests.ingest.conftest import SHOP, encode, example, mutated, secret
+from workers.store import shops
+from workers.store.db import transaction
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_gunicorn(**env: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "ingest/gunicorn_conf.py", "ingest.app:create_app()"],
+        cwd=ROOT,
+        env={**os.environ, "INGEST_HOST": "127.0.0.1", "INGEST_PORT": str(port), **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("gunicorn exited: " + proc.stderr.read().decode()[-2000:])
+        try:
+            if requests.get(base + "/healthz", timeout=2).status_code == 200:
+                return proc, base
+        except requests.RequestException:  # not listening yet, or workers still booting
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("gunicorn did not come up")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def server(shop: shops.Shop) -> Iterator[str]:
+    proc, base = start_gunicorn()
+    yield base
+    stop(proc)
+
+
+@pytest.fixture
+def server_without_postgres(database: str) -> Iterator[str]:
+    # Nothing listens on this port: exactly what the app sees while Postgres is down.
+    dead = f"postgresql://postgres@127.0.0.1:{free_port()}/returnsync"
+    proc, base = start_gunicorn(DATABASE_URL=dead)
+    yield base
+    stop(proc)
+
+
+def signed_post(base: str, body: dict, **kwargs: object) -> requests.Response:
+    raw = encode(body)
+    headers = {"Content-Type": "application/json", **sign(raw, body["id"], secret())}
+    return requests.post(base + "/v1/return-events", data=raw, headers=headers, timeout=10, **kwargs)
+
+
+def test_given_gunicorn_when_events_arrive_then_202_then_200_then_the_status_is_readable(server: str) -> None:
+    assert signed_post(server, example("01")).status_code == 202
+    again = signed_post(server, example("01"))
+    assert (again.status_code, again.json()) == (200, {"id": "evt_0001", "status": "duplicate"})
+    token = {"Authorization": f"Bearer {get_settings().status_api_token}"}
+    status = requests.get(f"{server}/v1/returns/{SHOP}/R-100234", headers=token, timeout=10)
+    assert status.status_code == 200
+    assert status.json()["events"] == [{"id": "evt_0001", "type": "return.requested", "status": "accepted"}]
+    assert requests.get(server + "/readyz", timeout=10).status_code == 200
+
+
+def test_given_a_chunked_body_over_the_limit_then_413(server: str) -> None:
+    body = mutated(example("01"), lambda b: b.update(padding="x" * (300 * 1024)))
+    raw = encode(body)
+    headers = {"Content-Type": "application/json", **sign(raw, body["id"], secret())}
+    # A generator makes requests send Transfer-Encoding: chunked, with no Content-Length.
+    chunks = (raw[i : i + 8192] for i in range(0, len(raw), 8192))
+    response = requests.post(server + "/v1/return-events", data=chunks, headers=headers, timeout=10)
+    assert response.status_code == 413
+    assert "error" in response.json()
+
+
+def test_given_a_chunked_body_within_the_limit_then_it_is_accepted(server: str) -> None:
+    raw = encode(example("02"))
+    headers = {"Content-Type": "application/json", **sign(raw, "evt_0002", secret())}
+    chunks = (raw[i : i + 100] for i in range(0, len(raw), 100))
+    response = requests.post(server + "/v1/return-events", data=chunks, headers=headers, timeout=10)
+    assert response.status_code == 202
+
+
+def test_given_postgres_unreachable_then_503_with_retry_after_and_not_ready(
+    server_without_postgres: str,
+) -> None:
+    response = signed_post(server_without_postgres, example("01"))
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == str(get_settings().ingest_retry_after_s)
+    assert set(response.json()) == {"error"}
+    ready = requests.get(server_without_postgres + "/readyz", timeout=10)
+    assert ready.status_code == 503 and "Retry-After" in ready.headers
+    # Alive, just not ready: an orchestrator should not restart it for a database outage.
+    assert requests.get(server_without_postgres + "/healthz", timeout=10).status_code == 200
+    token = {"Authorization": f"Bearer {get_settings().status_api_token}"}
+    status = requests.get(f"{server_without_postgres}/v1/returns/{SHOP}/R-1", headers=token, timeout=10)
+    assert status.status_code == 503
+    # Checks that come before storage still answer as usual.
+    assert (
+        requests.post(
+            server_without_postgres + "/v1/return-events",
+            data=b"{}",
+            timeout=10,
+            headers={"Content-Type": "text/plain"},
+        ).status_code
+        == 415
+    )
+
+
+@pytest.fixture
+def server_without_redis(shop: shops.Shop) -> Iterator[str]:
+    proc, base = start_gunicorn(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    yield base
+    stop(proc)
+
+
+def enqueued_at() -> list[object]:
+    with transaction() as cur:
+        cur.execute("SELECT enqueued_at FROM events ORDER BY id")
+        return [row["enqueued_at"] for row in cur.fetchall()]
+
+
+def test_given_redis_unreachable_then_the_event_is_still_accepted_and_left_for_the_sweep(
+    server_without_redis: str,
+) -> None:
+    response = signed_post(server_without_redis, example("01"))
+    assert response.status_code == 202
+    assert enqueued_at() == [None]  # the sweep picks up events never rung
+
+
+def test_given_redis_up_then_an_accepted_event_rings_the_doorbell(server: str, redis_client: object) -> None:
+    # The doorbell is tasks.returns.enqueue_order (another component); without it only the sweep rings.
+    pytest.importorskip("tasks.returns", reason="tasks.returns (enqueue_order) is not importable yet")
+    assert signed_post(server, example("01")).status_code == 202
+    # Rung just after the answer was sent (not on the producer's time): give it a moment.
+    deadline = time.monotonic() + 15
+    while enqueued_at()[0] is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert enqueued_at()[0] is not None
+    assert redis_client.dbsize() > 0  # the message the workers will pick up

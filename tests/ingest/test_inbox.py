@@ -1,0 +1,114 @@
+"""The inbox in Postgres: one order row per Shopify order, returns never move, races are safe."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from flask.testing import FlaskClient
+
+from ingest.schemas import validate_event
+from tests.ingest.conftest import example, mutated, post_signed
+from workers.store import inbox, shops
+from workers.store.db import transaction
+
+
+def rows(sql: str) -> list[dict]:
+    with transaction() as cur:
+        cur.execute(sql)
+        return cur.fetchall()
+
+
+def record(body: dict) -> inbox.RecordResult:
+    event, errors = validate_event(body)
+    assert not errors
+    return inbox.record_event(body["shop"], event, body)
+
+
+def test_given_a_name_only_event_then_a_later_gid_event_of_that_order_joins_the_same_order(
+    shop: shops.Shop,
+) -> None:
+    by_name = example("04")  # order {"name": "#1107"}
+    with_gid = mutated(
+        example("01"),
+        lambda b: b["return"].update(id="R-2", order={"id": "gid://shopify/Order/777", "name": "#1107"}),
+    )
+    first, second = record(by_name), record(with_gid)
+    assert first.order_id == second.order_id
+    assert rows("SELECT order_ref, order_gid, order_name FROM orders") == [
+        {"order_ref": "#1107", "order_gid": "gid://shopify/Order/777", "order_name": "#1107"}
+    ]
+
+
+def test_given_an_existing_return_when_an_event_names_another_order_then_the_return_keeps_its_order(
+    shop: shops.Shop,
+) -> None:
+    first = record(example("01"))
+    moved = mutated(example("02"), lambda b: b["return"].update(order={"id": "gid://shopify/Order/999"}))
+    second = record(moved)
+    assert second.status == "accepted"
+    assert second.order_id == first.order_id
+    assert rows("SELECT count(*) AS n FROM orders") == [{"n": 1}]
+    assert {r["order_id"] for r in rows("SELECT order_id FROM events")} == {first.order_id}
+
+
+def test_given_an_accepted_event_then_record_result_carries_the_rows_to_enqueue(shop: shops.Shop) -> None:
+    result = record(example("01"))
+    (event_row,) = rows("SELECT id, order_id, status, enqueued_at FROM events")
+    assert (result.status, result.order_id, result.event_row_id) == (
+        "accepted",
+        event_row["order_id"],
+        event_row["id"],
+    )
+    assert event_row["enqueued_at"] is None
+    inbox.mark_enqueued(result.order_id)
+    assert rows("SELECT enqueued_at IS NOT NULL AS rung FROM events") == [{"rung": True}]
+
+
+def test_given_finished_events_then_mark_enqueued_leaves_them_alone(shop: shops.Shop) -> None:
+    result = record(example("01"))
+    with transaction() as cur:
+        cur.execute("UPDATE events SET status = 'applied'")
+    inbox.mark_enqueued(result.order_id)
+    assert rows("SELECT enqueued_at FROM events") == [{"enqueued_at": None}]
+
+
+def test_given_many_simultaneous_deliveries_of_one_event_then_exactly_one_202(
+    client: FlaskClient, shop: shops.Shop
+) -> None:
+    body = example("02")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        codes = list(pool.map(lambda _: post_signed(client, body).status_code, range(16)))
+    assert sorted(codes) == [200] * 15 + [202]
+    assert rows("SELECT count(*) AS n FROM events") == [{"n": 1}]
+    assert rows("SELECT count(*) AS n FROM returns") == [{"n": 1}]
+
+
+def test_given_first_events_of_one_return_at_once_then_one_return_and_one_order(
+    client: FlaskClient, shop: shops.Shop
+) -> None:
+    bodies = [mutated(example("02"), lambda b, i=i: b.update(id=f"evt_race_{i}")) for i in range(12)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        codes = list(pool.map(lambda b: post_signed(client, b).status_code, bodies))
+    assert codes == [202] * 12
+    assert rows("SELECT count(*) AS n FROM returns") == [{"n": 1}]
+    assert rows("SELECT count(*) AS n FROM orders") == [{"n": 1}]
+
+
+def test_given_postgres_dropped_our_connections_then_the_producer_still_lands_the_event_once(
+    client: FlaskClient, shop: shops.Shop
+) -> None:
+    """What a Postgres restart does to the pool: every idle connection is dead."""
+    assert post_signed(client, example("01")).status_code == 202
+    with transaction() as cur:
+        cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    codes = []
+    for _ in range(5):  # the producer retries on 503
+        codes.append(post_signed(client, example("02")).status_code)
+        if codes[-1] != 503:
+            break
+    assert codes[-1] == 202
+    assert set(codes[:-1]) <= {503}
+    assert rows("SELECT count(*) AS n FROM events") == [{"n": 2}]
