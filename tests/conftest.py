@@ -14,7 +14,9 @@ import pytest
 import redis
 
 os.environ.setdefault("DATABASE_URL", f"postgresql://postgres@127.0.0.1:5432/returnsync_test_{os.getpid()}")
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/11")
+# A Redis database of its own per session (1-9; benchmarks use 10-15), so two sessions on one
+# machine never take each other's queued messages.
+os.environ.setdefault("REDIS_URL", f"redis://127.0.0.1:6379/{1 + os.getpid() % 9}")
 
 from config import get_settings  # noqa: E402  (must follow the environment set-up above)
 from workers.store import db  # noqa: E402
