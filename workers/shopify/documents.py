@@ -166,105 +166,41 @@ query ReturnReasonDefinitions($handles: [String!], $after: String) {
 }
 """
 
-RETURN_REQUEST = (
-    """
-mutation ReturnRequest($input: ReturnRequestInput!) {
-  returnRequest(input: $input) {
-    return {
-      ...ReturnFields
-    }
-"""
-    + _RETURN_USER_ERRORS
-    + """
-  }
-}
-"""
-    + _RETURN_FIELDS
-)
 
+def _return_mutation(operation: str, params: str, call: str) -> str:
+    """A return mutation answering with the return's fields and its userErrors (all six do)."""
+    return (
+        f"""
+mutation {operation}({params}) {{
+  {call} {{
+    return {{
+      ...ReturnFields
+    }}
+{_RETURN_USER_ERRORS}  }}
+}}
+"""
+        + _RETURN_FIELDS
+    )
+
+
+RETURN_REQUEST = _return_mutation(
+    "ReturnRequest", "$input: ReturnRequestInput!", "returnRequest(input: $input)"
+)
 # returnCreate takes `returnInput:`, unlike the other return mutations (`input:` / `id:`).
-RETURN_CREATE = (
-    """
-mutation ReturnCreate($returnInput: ReturnInput!) {
-  returnCreate(returnInput: $returnInput) {
-    return {
-      ...ReturnFields
-    }
-"""
-    + _RETURN_USER_ERRORS
-    + """
-  }
-}
-"""
-    + _RETURN_FIELDS
+RETURN_CREATE = _return_mutation(
+    "ReturnCreate", "$returnInput: ReturnInput!", "returnCreate(returnInput: $returnInput)"
 )
-
-RETURN_APPROVE_REQUEST = (
-    """
-mutation ReturnApproveRequest($input: ReturnApproveRequestInput!) {
-  returnApproveRequest(input: $input) {
-    return {
-      ...ReturnFields
-    }
-"""
-    + _RETURN_USER_ERRORS
-    + """
-  }
-}
-"""
-    + _RETURN_FIELDS
+RETURN_APPROVE_REQUEST = _return_mutation(
+    "ReturnApproveRequest", "$input: ReturnApproveRequestInput!", "returnApproveRequest(input: $input)"
 )
-
-RETURN_DECLINE_REQUEST = (
-    """
-mutation ReturnDeclineRequest($input: ReturnDeclineRequestInput!) {
-  returnDeclineRequest(input: $input) {
-    return {
-      ...ReturnFields
-    }
-"""
-    + _RETURN_USER_ERRORS
-    + """
-  }
-}
-"""
-    + _RETURN_FIELDS
+RETURN_DECLINE_REQUEST = _return_mutation(
+    "ReturnDeclineRequest", "$input: ReturnDeclineRequestInput!", "returnDeclineRequest(input: $input)"
 )
-
-RETURN_CLOSE = (
-    """
-mutation ReturnClose($id: ID!) {
-  returnClose(id: $id) {
-    return {
-      ...ReturnFields
-    }
-"""
-    + _RETURN_USER_ERRORS
-    + """
-  }
-}
-"""
-    + _RETURN_FIELDS
-)
-
+RETURN_CLOSE = _return_mutation("ReturnClose", "$id: ID!", "returnClose(id: $id)")
 # notifyCustomer on returnCancel is deprecated ("Not supported") in 2026-04 and 2026-07; it is sent
 # anyway because the rule is "false wherever the API has it", and the schema tests will flag the
 # version that removes it.
-RETURN_CANCEL = (
-    """
-mutation ReturnCancel($id: ID!) {
-  returnCancel(id: $id, notifyCustomer: false) {
-    return {
-      ...ReturnFields
-    }
-"""
-    + _RETURN_USER_ERRORS
-    + """
-  }
-}
-"""
-    + _RETURN_FIELDS
-)
+RETURN_CANCEL = _return_mutation("ReturnCancel", "$id: ID!", "returnCancel(id: $id, notifyCustomer: false)")
 
 # An empty reverseDeliveryLineItems list means "every line of the reverse fulfilment order, in full"
 # (schema docs), which is what a platform return label covers. notifyCustomer defaults to *true*
