@@ -1,0 +1,60 @@
+"""Storms through real Celery worker processes: Shopify throttling everything, Shopify failing a
+third of its requests. Every order still converges, with exactly one Shopify return each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.apply.conftest import ShopUnderTest, wait_until
+from workers.store.db import transaction
+
+ORDERS = 10
+
+
+def _send_lifecycles(shop: ShopUnderTest) -> list[str]:
+    """Ten orders, each with a created and a completed event, queued the way ingest queues them."""
+    from tasks.returns import enqueue_order
+
+    gids = []
+    for n in range(ORDERS):
+        gid = shop.order(f"#S{n}", {500 + n: 1})
+        gids.append(gid)
+        for minutes, event_type in enumerate(("created", "completed")):
+            order_id = shop.event(event_type, f"R-storm-{n}", order_gid=gid, items={500 + n: 1},
+                                  minutes=minutes, tracking=f"TRK{n}")
+            assert enqueue_order(order_id)
+    return gids
+
+
+def _all_synced() -> bool:
+    with transaction() as cur:
+        cur.execute("SELECT count(*) AS n FROM returns WHERE sync = 'synced' AND applied_state = 'completed'")
+        return cur.fetchone()["n"] == ORDERS
+
+
+def _one_closed_return_per_order(shop: ShopUnderTest, gids: list[str]) -> dict[str, Any]:
+    returns = shop.shopify_returns()
+    return {gid: sorted(r["status"] for r in returns if r["orderId"] == gid) for gid in gids}
+
+
+def test_a_throttling_storm_slows_the_sync_but_loses_and_duplicates_nothing(shop: ShopUnderTest, celery_workers):
+    # Given a shop whose bucket holds barely one lifecycle and refills slowly
+    shop.admin.set_throttle(shop.domain, bucket_size=120, restore_rate=40)
+    # When ten lifecycles are queued at once to two worker processes
+    gids = _send_lifecycles(shop)
+    # Then all of them end synced (bounded wait), each order with one CLOSED return
+    assert wait_until(_all_synced, timeout_s=240, interval_s=0.5)
+    assert _one_closed_return_per_order(shop, gids) == {gid: ["CLOSED"] for gid in gids}
+    # and Shopify did throttle us on the way (the storm was real)
+    assert any(call["throttled"] for call in shop.admin.calls(shop.domain))
+
+
+def test_a_5xx_storm_is_retried_through_without_duplicate_returns(shop: ShopUnderTest, celery_workers):
+    # Given Shopify answering 30% of requests with a 5xx (seeded, so the run is reproducible)
+    shop.admin.set_faults(shop.domain, error_rate=0.3, seed=1234)
+    # When ten lifecycles are queued
+    gids = _send_lifecycles(shop)
+    # Then every order converges with exactly one CLOSED return
+    assert wait_until(_all_synced, timeout_s=240, interval_s=0.5)
+    assert _one_closed_return_per_order(shop, gids) == {gid: ["CLOSED"] for gid in gids}
+    assert any(call["status"] >= 500 for call in shop.admin.calls(shop.domain))
