@@ -38,8 +38,8 @@ def _one_closed_return_per_order(shop: ShopUnderTest, gids: list[str]) -> dict[s
 
 
 def test_a_throttling_storm_slows_the_sync_but_loses_and_duplicates_nothing(shop: ShopUnderTest, celery_workers):
-    # Given a shop whose bucket holds barely one lifecycle and refills slowly
-    shop.admin.set_throttle(shop.domain, bucket_size=120, restore_rate=40)
+    # Given a shop whose bucket holds a few lifecycles and refills slowly
+    shop.admin.set_throttle(shop.domain, bucket_size=300, restore_rate=60)
     # When ten lifecycles are queued at once to two worker processes
     gids = _send_lifecycles(shop)
     # Then all of them end synced (bounded wait), each order with one CLOSED return

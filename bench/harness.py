@@ -1,0 +1,504 @@
+"""A complete local returnsync for one run: stand-in, ingest, workers, beat, own database and Redis db.
+
+``System`` is a context manager used by the chaos run, the pipeline benchmarks and the system
+tests. Every process it starts gets its settings through environment variables only (the code
+reads them in ``config/settings.py``), listens on 127.0.0.1, runs in its own process group (so a
+kill -9 takes its children with it, like a crashed container) and is stopped on exit, even when
+the body raised. The run's database is dropped on exit; its Redis database is flushed.
+
+Every wait in here is bounded: a component that does not come up raises ``HarnessError`` with the
+tail of its log instead of hanging the caller.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import psycopg2
+import psycopg2.extras
+import redis
+import requests
+
+from ingest.signatures import sign
+from standin.admin import StandinAdmin
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = ROOT / ".venv" / "bin"
+PYTHON = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
+HOST = "127.0.0.1"  # every process of a run talks over loopback only
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+# A bench-only Standard Webhooks secret and status token: the run's processes get them through
+# INGEST_SECRETS / STATUS_API_TOKEN, so nothing depends on the local development defaults.
+BENCH_SECRET = "whsec_YmVuY2gtcmV0dXJuc3luYy1zZWNyZXQta2V5LTAx"
+BENCH_STATUS_TOKEN = "bench-status-token"
+
+
+class HarnessError(RuntimeError):
+    """A component of the system could not be started or reached in time."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], Any], timeout_s: float, interval_s: float = 0.2,
+               what: str = "condition") -> Any:
+    """Call ``predicate`` until it returns something truthy, at most ``timeout_s`` seconds."""
+    deadline = time.monotonic() + timeout_s
+    last_error: BaseException | None = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as error:  # noqa: BLE001 - a component still starting raises anything
+            last_error = error
+        if time.monotonic() >= deadline:
+            raise HarnessError(f"timed out after {timeout_s:.0f}s waiting for {what}"
+                              + (f" (last error: {last_error!r})" if last_error else ""))
+        time.sleep(interval_s)
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@dataclass
+class _RunLock:
+    """An exclusive flock on a file in the temp dir, held for the lifetime of a run: two runs on
+    one machine (two engineers' `make test`) must not share a database name or a Redis db."""
+
+    def __init__(self, key: str) -> None:
+        self.path = Path(tempfile.gettempdir()) / f"returnsync-bench-{key}.lock"
+        self._handle: Any = None
+
+    def try_acquire(self) -> bool:
+        handle = open(self.path, "a")  # noqa: SIM115 - kept open while the lock is held
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            return False
+        self._handle = handle
+        return True
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing releases the flock
+            self._handle = None
+
+
+REDIS_DBS = (12, 13, 14, 15)  # db 11 belongs to the unit tests (tests/conftest.py)
+
+
+@dataclass
+class Proc:
+    """One started process (group) and its log file."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def signal_group(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, sig)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM the group, then SIGKILL whatever is left after ``timeout_s``."""
+        if self.alive():
+            self.signal_group(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                pass
+        # The leader may be gone while pool children linger: always sweep the group.
+        self.signal_group(signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout=5)
+
+
+class StandinClient(StandinAdmin):
+    """The stand-in's own admin client, plus the health route the harness waits on."""
+
+    def health(self) -> bool:
+        return bool(self._call("GET", "/_standin/health").get("ok"))
+
+
+class System:
+    """Stand-in + ingest (gunicorn) + N celery workers + beat, for one named run.
+
+    >>> with System("demo", workers=2) as system:
+    ...     system.add_shop("acme-nl.myshopify.com")
+    ...     system.send(event)
+    """
+
+    def __init__(self, name: str, *, workers: int = 2, concurrency: int = 2,
+                 redis_db: int | None = None, env: dict[str, str] | None = None,
+                 log_dir: Path | None = None, start_timeout_s: float = 60.0,
+                 beat: bool = True) -> None:
+        safe = re.sub(r"[^a-z0-9_]", "_", name.lower())
+        self.name = safe
+        self.database = f"returnsync_bench_{safe}"
+        self.database_url = f"postgresql://postgres@127.0.0.1:5432/{self.database}"
+        self._wanted_redis_db = redis_db
+        self.redis_db = -1  # chosen in start(): the first of REDIS_DBS no other run holds
+        self._locks: list[_RunLock] = []
+        self.standin_port = free_port()
+        self.ingest_port = free_port()
+        self.n_workers = workers
+        self.concurrency = concurrency
+        self.with_beat = beat
+        self.start_timeout_s = start_timeout_s
+        self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix=f"returnsync-{safe}-"))
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.env_overrides = dict(env or {})
+        self.standin: StandinClient = StandinClient(f"http://{HOST}:{self.standin_port}")
+        self.procs: dict[str, Proc] = {}
+        self.workers: list[Proc] = []
+        self._worker_seq = 0
+        self._local = threading.local()
+        self._rng = random.Random(f"{safe}-workers")
+        self.shops: dict[str, str] = {}  # domain -> access token
+
+    # --- environment and processes ---
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:6379/{self.redis_db}"
+
+    def _claim(self, timeout_s: float = 600.0) -> None:
+        """Wait (bounded) until this run's name and one Redis db are free on this machine."""
+        name_lock = _RunLock(f"name-{self.name}")
+        wait_until(name_lock.try_acquire, timeout_s, interval_s=1.0,
+                   what=f"another run named {self.name!r} to finish")
+        self._locks.append(name_lock)
+        candidates = [self._wanted_redis_db] if self._wanted_redis_db is not None else list(REDIS_DBS)
+
+        def claim_db() -> bool:
+            for db in candidates:
+                lock = _RunLock(f"redis-{db}")
+                if lock.try_acquire():
+                    self._locks.append(lock)
+                    self.redis_db = db
+                    return True
+            return False
+
+        wait_until(claim_db, timeout_s, interval_s=1.0, what="a free Redis db for the run")
+
+    @property
+    def ingest_url(self) -> str:
+        return f"http://{HOST}:{self.ingest_port}"
+
+    def env(self) -> dict[str, str]:
+        """The environment of every process of this run (config/settings.py reads these)."""
+        env = dict(os.environ)
+        env.update({
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis_url,
+            "INGEST_HOST": HOST,
+            "INGEST_PORT": str(self.ingest_port),
+            "INGEST_SECRETS": BENCH_SECRET,
+            "STATUS_API_TOKEN": BENCH_STATUS_TOKEN,
+            "STANDIN_HOST": HOST,
+            "STANDIN_PORT": str(self.standin_port),
+            "SHOPIFY_URL_TEMPLATE": self.graphql_url_template,
+            "PYTHONUNBUFFERED": "1",
+            "LOG_LEVEL": "INFO",
+        })
+        env.update(self.env_overrides)
+        return env
+
+    @property
+    def graphql_url_template(self) -> str:
+        return f"http://{HOST}:{self.standin_port}/shops/{{shop}}/admin/api/{{version}}/graphql.json"
+
+    def _spawn(self, name: str, argv: list[str]) -> Proc:
+        log = self.log_dir / f"{name}.log"
+        handle = open(log, "ab")  # noqa: SIM115 - the child owns it; closed when we close ours
+        try:
+            popen = subprocess.Popen(argv, cwd=ROOT, env=self.env(), stdout=handle,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)  # own group: kill -9 takes children
+        finally:
+            handle.close()
+        return Proc(name, popen, log)
+
+    def _run(self, argv: list[str], timeout_s: float = 60.0) -> str:
+        """Run a one-shot command of the project (migrate, register-shop) with the run's env."""
+        done = subprocess.run(argv, cwd=ROOT, env=self.env(), capture_output=True, text=True,
+                              timeout=timeout_s, check=False)
+        if done.returncode != 0:
+            raise HarnessError(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+
+    def _expect_alive(self, proc: Proc) -> bool:
+        if not proc.alive():
+            raise HarnessError(f"{proc.name} exited with {proc.popen.returncode}:\n{_tail(proc.log)}")
+        return True
+
+    def start(self) -> System:
+        try:
+            self._claim()
+            self._drop_database()
+            self.flush_redis()
+            self._run([PYTHON, "-m", "workers.store.migrate"])
+            self._start_standin()
+            self._start_ingest()
+            for _ in range(self.n_workers):
+                self.start_worker(self.concurrency, wait=False)
+            if self.with_beat:
+                schedule = self.log_dir / "celerybeat-schedule"
+                self.procs["beat"] = self._spawn("beat", [
+                    str(VENV_BIN / "celery"), "-A", "tasks.app", "beat", "-l", "info", "-s", str(schedule)])
+            for worker in list(self.workers):
+                self._wait_worker_ready(worker)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _start_standin(self) -> None:
+        if (ROOT / "standin" / "__main__.py").exists():
+            argv = [PYTHON, "-m", "standin", "--port", str(self.standin_port)]
+        else:  # the stand-in's CLI has not landed: serve its HTTP server directly
+            argv = [PYTHON, "-c", "import sys; from standin.server import make_server; "
+                    f"make_server({self.standin_port}, '{HOST}').serve_forever()"]
+        proc = self.procs["standin"] = self._spawn("standin", argv)
+        wait_until(lambda: self._expect_alive(proc) and self.standin.health(), self.start_timeout_s,
+                   what="the Shopify stand-in")
+
+    def _start_ingest(self) -> None:
+        proc = self.procs["ingest"] = self._spawn("ingest", [
+            str(VENV_BIN / "gunicorn"), "-c", "ingest/gunicorn_conf.py", "ingest.app:create_app()"])
+
+        def ready() -> bool:
+            self._expect_alive(proc)
+            return requests.get(f"{self.ingest_url}/readyz", timeout=2).status_code == 200
+
+        wait_until(ready, self.start_timeout_s, what="the ingest /readyz")
+
+    def start_worker(self, concurrency: int | None = None, wait: bool = True) -> int:
+        """Start one more celery worker process (its own process group); returns its pid."""
+        self._worker_seq += 1
+        name = f"worker{self._worker_seq}"
+        proc = self._spawn(name, [
+            str(VENV_BIN / "celery"), "-A", "tasks.app", "worker", "-Q", "returns",
+            "--concurrency", str(concurrency or self.concurrency), "-l", "info",
+            # A unique node name per process, so a replacement never collides with the dead one.
+            "-n", f"{name}.{self.name}@%h", "--without-mingle", "--without-gossip"])
+        self.workers.append(proc)
+        if wait:
+            self._wait_worker_ready(proc)
+        return proc.pid
+
+    def _wait_worker_ready(self, proc: Proc) -> None:
+        def ready() -> bool:
+            self._expect_alive(proc)
+            return " ready." in proc.log.read_text(errors="replace")
+
+        wait_until(ready, self.start_timeout_s, interval_s=0.25, what=f"{proc.name} to be ready")
+
+    def worker_pids(self) -> list[int]:
+        return [w.pid for w in self.workers if w.alive()]
+
+    def kill_random_worker(self) -> int:
+        """kill -9 one worker process group (its prefork children die with it)."""
+        alive = [w for w in self.workers if w.alive()]
+        if not alive:
+            raise HarnessError("no worker is alive")
+        victim = self._rng.choice(alive)
+        victim.signal_group(signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            victim.popen.wait(timeout=10)
+        self.workers.remove(victim)
+        return victim.pid
+
+    def stop_workers(self) -> None:
+        """Stop every worker gracefully (warm shutdown lets running tasks finish, bounded)."""
+        for worker in self.workers:
+            worker.stop(timeout_s=30)
+        self.workers.clear()
+
+    def set_workers(self, count: int, concurrency: int) -> None:
+        self.stop_workers()
+        for _ in range(count):
+            self.start_worker(concurrency, wait=False)
+        for worker in self.workers:
+            self._wait_worker_ready(worker)
+
+    # --- shops ---
+
+    def add_shop(self, domain: str, token: str | None = None, *, bucket_size: int = 2000,
+                 restore_rate: int = 100, scopes: list[str] | None = None,
+                 language: str = "en") -> str:
+        """Create the shop on the stand-in and register it with returnsync; returns the token."""
+        token = token or f"shpat_bench_{re.sub(r'[^a-z0-9]', '', domain)[:24]}"
+        self.standin.create_shop(domain, token, scopes=scopes, bucket_size=bucket_size,
+                                 restore_rate=restore_rate)
+        self._run([PYTHON, "-m", "workers.cli", "register-shop", domain, "--token", token,
+                   "--api-url", self.graphql_url_template, "--language", language])
+        self.shops[domain] = token
+        return token
+
+    # --- traffic ---
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
+
+    def send(self, event: dict[str, Any], *, max_attempts: int = 30, max_time_s: float = 90.0) -> int:
+        """Sign and post one event, as the producer does: retry on 5xx and on no answer, with a
+        bound on attempts and time. Returns the final HTTP status (0: never answered)."""
+        body = json.dumps(event).encode()
+        deadline = time.monotonic() + max_time_s
+        status = 0
+        for attempt in range(max_attempts):
+            headers = {"Content-Type": "application/json", **sign(body, str(event["id"]), BENCH_SECRET)}
+            try:
+                response = self._session().post(f"{self.ingest_url}/v1/return-events", data=body,
+                                                 headers=headers, timeout=10)
+                status = response.status_code
+                if status < 500:
+                    return status
+            except requests.RequestException:
+                status = 0
+                self._local.session = None  # a broken keep-alive connection: start afresh
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(min(2.0, 0.1 * 2 ** min(attempt, 5)) * (0.5 + random.random()))
+        return status
+
+    def status(self, shop: str, return_id: str) -> dict[str, Any] | None:
+        """The status API's answer for one return; None when it is unknown (404)."""
+        response = self._session().get(
+            f"{self.ingest_url}/v1/returns/{shop}/{return_id}",
+            headers={"Authorization": f"Bearer {BENCH_STATUS_TOKEN}"}, timeout=10)
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise HarnessError(f"status API {response.status_code}: {response.text[:300]}")
+        return dict(response.json())
+
+    # --- faults ---
+
+    def flush_redis(self) -> None:
+        """Empty this run's Redis database (only ours: FLUSHDB, never FLUSHALL)."""
+        client = redis.Redis.from_url(self.redis_url, socket_timeout=5)
+        try:
+            client.flushdb()
+        finally:
+            client.close()
+
+    @staticmethod
+    def restart_postgres(timeout_s: float = 90.0) -> float:
+        """Restart the local Postgres cluster; returns the seconds it was unavailable (bounded)."""
+        start = time.monotonic()
+        version = sorted(os.listdir("/etc/postgresql"))[-1]
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+                       check=True, timeout=timeout_s, capture_output=True)
+        wait_until(lambda: subprocess.run(["pg_isready", "-q", "-h", HOST, "-p", "5432"],
+                                          timeout=5, check=False).returncode == 0,
+                   timeout_s, what="Postgres after restart")
+        return time.monotonic() - start
+
+    # --- inspection ---
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        """Read this run's database (benchmarks read event timestamps; never writes)."""
+        conn = psycopg2.connect(self.database_url, connect_timeout=5)
+        try:
+            with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                cur.execute(sql, params)
+                return [dict(row) for row in cur.fetchall()]
+        finally:
+            conn.close()
+
+    def log_tails(self, lines: int = 30) -> str:
+        procs = list(self.procs.values()) + list(self.workers)
+        return "\n".join(f"--- {p.name} ({p.log}) ---\n{_tail(p.log, lines)}" for p in procs)
+
+    # --- teardown ---
+
+    def _drop_database(self) -> None:
+        conn = psycopg2.connect(PG_ADMIN_URL, connect_timeout=5)
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        """Stop every process, then drop the database and flush Redis; never raises."""
+        for proc in [*self.workers, *self.procs.values()]:
+            with contextlib.suppress(Exception):
+                # The stand-in keeps nothing worth a graceful stop; the others get 10 s.
+                proc.stop(timeout_s=1 if proc.name == "standin" else 10)
+        self.workers.clear()
+        self.procs.clear()
+        if self._locks:  # nothing to clean when start() never got the run's name
+            for step in (self._drop_database, self.flush_redis):
+                # Postgres may be mid-restart after a chaos run: retry briefly, then give up.
+                for _ in range(10):
+                    try:
+                        step()
+                        break
+                    except Exception:  # noqa: BLE001
+                        time.sleep(1)
+        for lock in self._locks:
+            lock.release()
+        self._locks.clear()
+
+    def remove_logs(self) -> None:
+        shutil.rmtree(self.log_dir, ignore_errors=True)
+
+    def __enter__(self) -> System:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc is not None:
+            sys.stderr.write(f"returnsync {self.name} failed; logs in {self.log_dir}\n"
+                             f"{self.log_tails()}\n")
+        self.close()
+
+
+@contextlib.contextmanager
+def running(name: str, **kwargs: Any) -> Iterator[System]:
+    """``with running("e2e", workers=1) as system:`` — the same as ``with System(...)``."""
+    with System(name, **kwargs) as system:
+        yield system
