@@ -138,3 +138,31 @@ def test_a_second_key_on_the_same_session_can_be_refused(order_id: int):
     other.release()
     assert lock.try_add("s:gid") is True
     lock.release()
+
+
+def test_a_holder_learns_it_lost_the_lock_before_its_next_shopify_mutation(order_id: int):
+    # Given a holder whose session the server terminated (what a Postgres restart does)
+    lock = try_lock_order("lock-test.myshopify.com:gid://shopify/Order/1", order_id)
+    assert lock is not None
+    lock.check()  # still the owner: no error
+    with lock._conn.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        backend = cur.fetchone()[0]
+    with transaction() as cur:
+        cur.execute("SELECT pg_terminate_backend(%s)", (backend,))
+    # When it checks before sending a mutation, Then it is told it lost the lock
+    with pytest.raises(LostLock):
+        lock.check()
+    lock.release()
+
+
+def test_a_holder_that_was_fenced_out_fails_its_check(order_id: int):
+    # Given a holder, and a newer holder's fence bump (its lock was freed and taken over)
+    lock = try_lock_order("lock-test.myshopify.com:gid://shopify/Order/1", order_id)
+    assert lock is not None
+    with transaction() as cur:
+        cur.execute("UPDATE orders SET fence = fence + 1 WHERE id = %s", (order_id,))
+    # Then the old holder's check refuses to let it write to Shopify
+    with pytest.raises(LostLock, match="fence"):
+        lock.check()
+    lock.release()

@@ -136,7 +136,7 @@ class _Run:
         self.token = lock.token
         self.now: datetime = store.db_now()
         self.current_return_id: int | None = None
-        self.api = ShopifyAPI(ShopifyClient(shop, on_call=self._record))
+        self.api = ShopifyAPI(ShopifyClient(shop, on_call=self._record, before_mutation=lock.check))
         self.order_gid: str | None = order.order_gid
         self.snapshot: OrderSnapshot | None = None
         self.finished: set[int] = set()
@@ -394,8 +394,16 @@ class _Run:
         items = self._return_items(snapshot)
         planned = plan_return_lines(items, self.api.returnable_lines(self.order_gid))
         if isinstance(planned, Shortfall):
-            self._shortfall(ret, planned)
-            return None
+            # The items may be held by a return that appeared after our snapshot (a worker that
+            # lost its lock mid-create, or a lost answer): look again before waiting or rejecting.
+            self._refresh()
+            adopted = self._adoptable(ret)
+            if adopted is None:
+                self._shortfall(ret, planned)
+                return None
+            log.info("return %s: adopting %s found on re-read", ret.platform_return_id, adopted.gid)
+            self._map(ret, adopted)
+            return adopted
         try:
             created = (self.api.return_request if request else self.api.return_create)(
                 self.order_gid, planned

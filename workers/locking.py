@@ -85,6 +85,19 @@ class OrderLock:
         except (psycopg2.OperationalError, psycopg2.InterfaceError):
             return False
 
+    def check(self) -> None:
+        """Raise ``LostLock`` unless this holder still owns the order: its session is alive (so its
+        advisory locks are) and no newer holder has bumped the fence. Called before every Shopify
+        mutation, because a restart of Postgres frees the lock without telling the holder."""
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute("SELECT fence FROM orders WHERE id = %s", (self.order_id,))
+                row = cur.fetchone()
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+            raise LostLock(f"lock session of order {self.order_id} is gone ({type(exc).__name__})") from exc
+        if row is None or int(row[0]) != self.token:
+            raise LostLock(f"order {self.order_id}: fence is {row and row[0]}, this holder has {self.token}")
+
     def release(self) -> None:
         if self._conn.closed:
             return

@@ -17,8 +17,16 @@ from workers.store.inbox import record_event
 ITEMS = {301: 1, 302: 2}
 
 
-def _body(shop: ShopUnderTest, event_type: str, return_id: str, order_name: str, origin: str,
-          minutes: int, tracking: str | None, event_id: str | None = None) -> dict[str, Any]:
+def _body(
+    shop: ShopUnderTest,
+    event_type: str,
+    return_id: str,
+    order_name: str,
+    origin: str,
+    minutes: int,
+    tracking: str | None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": event_id or f"evt_{uuid.uuid4().hex[:16]}",
         "type": f"return.{event_type}",
@@ -54,7 +62,9 @@ def _final_shopify_view(shop: ShopUnderTest, order_gid: str) -> dict[str, Any]:
                 r["status"],
                 tuple(sorted((line["lineItemId"], line["quantity"]) for line in r["lines"])),
                 tuple(
-                    d["trackingNumber"] for rfo in r["reverseFulfillmentOrders"] for d in rfo["reverseDeliveries"]
+                    d["trackingNumber"]
+                    for rfo in r["reverseFulfillmentOrders"]
+                    for d in rfo["reverseDeliveries"]
                 ),
             )
             for r in returns
@@ -94,7 +104,9 @@ def test_every_origin_syncs_from_first_event_to_returned(shop: ShopUnderTest, or
         "order_badge": "RETURNED",
         "tags": ["Sendcloud Return: Exchange"],
         "note_markers": 1,
-        "returns": [("CLOSED", (("gid://shopify/LineItem/301", 1), ("gid://shopify/LineItem/302", 2)), (tracking,))],
+        "returns": [
+            ("CLOSED", (("gid://shopify/LineItem/301", 1), ("gid://shopify/LineItem/302", 2)), (tracking,))
+        ],
     }
     assert return_row(f"R-{origin}")["sync"] == "synced"
 
@@ -128,6 +140,8 @@ def test_any_arrival_order_with_duplicates_converges_to_one_closed_return(
         "order_badge": "RETURNED",
         "tags": ["Sendcloud Return: Exchange"],
         "note_markers": 1,
-        "returns": [("CLOSED", (("gid://shopify/LineItem/301", 1), ("gid://shopify/LineItem/302", 2)), ("3SPERM",))],
+        "returns": [
+            ("CLOSED", (("gid://shopify/LineItem/301", 1), ("gid://shopify/LineItem/302", 2)), ("3SPERM",))
+        ],
     }
     assert return_row(return_id)["applied_state"] == "completed"

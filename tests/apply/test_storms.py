@@ -20,8 +20,14 @@ def _send_lifecycles(shop: ShopUnderTest) -> list[str]:
         gid = shop.order(f"#S{n}", {500 + n: 1})
         gids.append(gid)
         for minutes, event_type in enumerate(("created", "completed")):
-            order_id = shop.event(event_type, f"R-storm-{n}", order_gid=gid, items={500 + n: 1},
-                                  minutes=minutes, tracking=f"TRK{n}")
+            order_id = shop.event(
+                event_type,
+                f"R-storm-{n}",
+                order_gid=gid,
+                items={500 + n: 1},
+                minutes=minutes,
+                tracking=f"TRK{n}",
+            )
             assert enqueue_order(order_id)
     return gids
 
@@ -37,7 +43,9 @@ def _one_closed_return_per_order(shop: ShopUnderTest, gids: list[str]) -> dict[s
     return {gid: sorted(r["status"] for r in returns if r["orderId"] == gid) for gid in gids}
 
 
-def test_a_throttling_storm_slows_the_sync_but_loses_and_duplicates_nothing(shop: ShopUnderTest, celery_workers):
+def test_a_throttling_storm_slows_the_sync_but_loses_and_duplicates_nothing(
+    shop: ShopUnderTest, celery_workers
+):
     # Given a shop whose bucket holds a few lifecycles and refills slowly
     shop.admin.set_throttle(shop.domain, bucket_size=300, restore_rate=60)
     # When ten lifecycles are queued at once to two worker processes

@@ -213,3 +213,32 @@ def test_the_client_rides_out_the_standins_rate_limit(
     assert "throttled" in outcomes and outcomes[-1] == "ok"
     throttled = [record for record in records if record.outcome == "throttled"]
     assert all(record.http_status == (429 if mode == "http429" else 200) for record in throttled)
+
+
+def test_a_refused_mutation_guard_keeps_the_mutation_off_shopify(
+    standin: RunningStandin, admin: StandinAdmin
+) -> None:
+    # Given a client whose guard refuses (the sync's holder lost its order lock)
+    class Fenced(Exception):
+        pass
+
+    def guard() -> None:
+        raise Fenced("lost the lock")
+
+    created = admin.create_order(DOMAIN, "#2010", [{"title": "Shirt", "quantity": 1}])
+    shop = Shop(
+        id=1,
+        domain=DOMAIN,
+        access_token=TOKEN,
+        api_version="2026-07",
+        api_url=standin.url + "/shops/{shop}/admin/api/{version}/graphql.json",
+    )
+    api = ShopifyAPI(ShopifyClient(shop, before_mutation=guard))
+    calls_before = len(admin.calls(DOMAIN))
+    # When it reads (allowed) and then tries to tag the order (a mutation)
+    assert api.find_order_gid("#2010") == created["id"]
+    with pytest.raises(Fenced):
+        api.tags_add(created["id"], ["x"])
+    # Then Shopify got the read and never the mutation
+    assert [c["operation"] for c in admin.calls(DOMAIN)[calls_before:]] == ["FindOrderByName"]
+    assert admin.state(DOMAIN)["orders"][-1]["tags"] == []

@@ -254,12 +254,17 @@ class ShopifyClient:
         shop: Shop,
         *,
         on_call: Callable[[CallRecord], None] | None = None,
+        before_mutation: Callable[[], None] | None = None,
         max_throttle_wait_s: float = DEFAULT_MAX_THROTTLE_WAIT_S,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
         self.shop = shop
         self.on_call = on_call
+        # Called before every mutation is sent (each retry included); it raises to stop the send.
+        # The sync uses it to re-check its order lock: a fencing token guards Postgres writes,
+        # but only a check right before the request keeps a holder that lost its lock off Shopify.
+        self.before_mutation = before_mutation
         self.max_throttle_wait_s = max_throttle_wait_s
         # Injectable so tests can observe the waits without sleeping (and without wall-clock asserts).
         self._sleep = sleep
@@ -284,6 +289,8 @@ class ShopifyClient:
         throttle_waited = 0.0
 
         while True:
+            if is_mutation and self.before_mutation is not None:
+                self.before_mutation()
             started = time.monotonic()
             try:
                 response = get_session().post(
