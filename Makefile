@@ -2,6 +2,10 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 STANDIN_URL ?= http://127.0.0.1:$${STANDIN_PORT:-8081}
+# The stand-in keeps its shops in memory and forgets them when it stops, so on the embedded
+# defaults `make run` starts the local database (config's default DATABASE_URL) afresh too.
+# A DATABASE_URL you set yourself is never dropped.
+DEMO_DATABASE_URL := postgresql://postgres@127.0.0.1:5432/returnsync
 
 .PHONY: run test venv services migrate demo-shop bench chaos lint
 
@@ -23,13 +27,14 @@ services:
 	  echo "Redis or Postgres did not come up" >&2; exit 1
 
 migrate: venv services
-	$(PY) -m workers.store.migrate
+	$(PY) -m workers.store.migrate $(if $(filter $(DEMO_DATABASE_URL),$(DATABASE_URL)),--recreate,)
 
 # Register the demo shop of the stand-in's demo seed (standin/demo_seed.json).
 demo-shop: migrate
 	$(PY) -m workers.cli register-shop acme-nl.myshopify.com --token shpat_local_demo_token \
 	  --api-url "$(STANDIN_URL)/shops/{shop}/admin/api/{version}/graphql.json"
 
+run: export DATABASE_URL ?= $(DEMO_DATABASE_URL)
 run: demo-shop
 	@echo
 	@echo "  returnsync is starting (Ctrl-C stops everything):"

@@ -6,6 +6,7 @@ Applied versions are kept in ``schema_migrations``; an advisory lock lets severa
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from pathlib import Path
@@ -21,6 +22,19 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 _LOCK_KEY = 7_426_001  # arbitrary, fixed: serialises concurrent migrators
 
 log = logging.getLogger(__name__)
+
+
+def drop_database(database_url: str) -> None:
+    """Drop the database named in the URL (the demo database of `make run`), closing its sessions."""
+    parts = urlsplit(database_url)
+    name = parts.path.lstrip("/")
+    conn = psycopg2.connect(urlunsplit(parts._replace(path="/postgres")), connect_timeout=3)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    finally:
+        conn.close()
 
 
 def ensure_database(database_url: str) -> None:
@@ -59,9 +73,17 @@ def migrate() -> list[str]:
     return applied_now
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workers.store.migrate", description=__doc__)
+    parser.add_argument(
+        "--recreate", action="store_true", help="drop the database first (the throw-away demo database)"
+    )
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    ensure_database(get_settings().database_url)
+    url = get_settings().database_url
+    if args.recreate:
+        drop_database(url)
+    ensure_database(url)
     applied = migrate()
     print("migrations applied: " + (", ".join(applied) if applied else "none (up to date)"))
     return 0
