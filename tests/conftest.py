@@ -18,6 +18,14 @@ os.environ.setdefault("DATABASE_URL", f"postgresql://postgres@127.0.0.1:5432/ret
 # machine never take each other's queued messages.
 os.environ.setdefault("REDIS_URL", f"redis://127.0.0.1:6379/{1 + os.getpid() % 9}")
 
+from hypothesis import settings as hypothesis_settings  # noqa: E402
+
+# In CI the property tests explore the same examples every run (a CI verdict must not depend on a
+# random draw); on developer machines they keep drawing new ones, which is where they find bugs.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
+
 from config import get_settings  # noqa: E402  (must follow the environment set-up above)
 from workers.store import db  # noqa: E402
 from workers.store.migrate import ensure_database, migrate  # noqa: E402

@@ -97,7 +97,13 @@ def http_url(v: Any) -> bool:
     return (
         type(v) is str
         and len(v) <= 2048
-        and bool(re.fullmatch(r"https?://(localhost|([a-z0-9-]+\.)+[a-z]{2,})(/[A-Za-z0-9/_.-]*)?", v))
+        # Scheme and host are case-insensitive (RFC 3986 §3.1, §3.2.2): "https://Tracking.example"
+        # is a valid tracking URL.
+        and bool(
+            re.fullmatch(
+                r"https?://(localhost|([a-z0-9-]+\.)+[a-z]{2,})(/[A-Za-z0-9/_.-]*)?", v, flags=re.IGNORECASE
+            )
+        )
     )
 
 
