@@ -27,6 +27,7 @@ if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
 
 from config import get_settings  # noqa: E402  (must follow the environment set-up above)
+from standin.server import RunningStandin, start_in_thread  # noqa: E402
 from workers.store import db  # noqa: E402
 from workers.store.migrate import ensure_database, migrate  # noqa: E402
 
@@ -66,3 +67,12 @@ def redis_client() -> Iterator[redis.Redis]:
     client.flushdb()
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def standin() -> Iterator[RunningStandin]:
+    """One in-process Shopify stand-in for the session (its schemas are built once). Tests that
+    need isolation use shops of their own on it."""
+    running = start_in_thread()
+    yield running
+    running.stop()

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from standin.admin import StandinAdmin
-from standin.server import RunningStandin, start_in_thread
+from standin.server import RunningStandin
 from workers.shopify import api as api_module
 from workers.store.db import transaction
 from workers.store.inbox import record_event
@@ -28,13 +28,6 @@ from workers.store.shops import Shop, register_shop
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
 _event_ids = itertools.count(1)
-
-
-@pytest.fixture(scope="session")
-def standin() -> Iterator[RunningStandin]:
-    running = start_in_thread()
-    yield running
-    running.stop()
 
 
 @pytest.fixture

@@ -3,13 +3,12 @@ stand-in's schema validation, state machine and userErrors."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from standin.admin import StandinAdmin
-from standin.server import RunningStandin, start_in_thread
+from standin.server import RunningStandin
 from workers import mapping
 from workers.shopify import api as api_module
 from workers.shopify.api import ReturnItem, ShopifyAPI, Shortfall, UserErrors, plan_return_lines
@@ -18,13 +17,6 @@ from workers.store.shops import Shop
 
 DOMAIN = "acme-nl.myshopify.com"
 TOKEN = "shpat_standin_token"
-
-
-@pytest.fixture(scope="module")
-def standin() -> Iterator[RunningStandin]:
-    running = start_in_thread()
-    yield running
-    running.stop()
 
 
 @pytest.fixture

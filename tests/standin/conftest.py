@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,14 +12,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from standin.admin import StandinAdmin  # noqa: E402
-from standin.server import RunningStandin, start_in_thread  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def standin() -> Iterator[RunningStandin]:
-    running = start_in_thread()
-    yield running
-    running.stop()
+from standin.server import RunningStandin  # noqa: E402
 
 
 @pytest.fixture()

@@ -236,39 +236,29 @@ mutation ReverseDeliveryCreateWithShipping(
 }
 """
 
-TAGS_ADD = """
-mutation TagsAdd($id: ID!, $tags: [String!]!) {
-  tagsAdd(id: $id, tags: $tags) {
-    node {
-      ... on Order {
+
+def _tags_mutation(operation: str, field: str) -> str:
+    """tagsAdd / tagsRemove: additive, unlike orderUpdate(tags:), which overwrites every tag."""
+    return f"""
+mutation {operation}($id: ID!, $tags: [String!]!) {{
+  {field}(id: $id, tags: $tags) {{
+    node {{
+      ... on Order {{
         id
         tags
-      }
-    }
-    userErrors {
+      }}
+    }}
+    userErrors {{
       field
       message
-    }
-  }
-}
+    }}
+  }}
+}}
 """
 
-TAGS_REMOVE = """
-mutation TagsRemove($id: ID!, $tags: [String!]!) {
-  tagsRemove(id: $id, tags: $tags) {
-    node {
-      ... on Order {
-        id
-        tags
-      }
-    }
-    userErrors {
-      field
-      message
-    }
-  }
-}
-"""
+
+TAGS_ADD = _tags_mutation("TagsAdd", "tagsAdd")
+TAGS_REMOVE = _tags_mutation("TagsRemove", "tagsRemove")
 
 # Only ever sent with {id, note}: orderUpdate overwrites whatever fields it is given (tags included).
 ORDER_UPDATE_NOTE = """
