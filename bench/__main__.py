@@ -39,9 +39,13 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
-            "system": f"{platform.system()} {platform.release()}",
-            "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "system": f"{platform.system()} {platform.release()}",
+        "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
 
 
 def run_standin(quick: bool) -> dict[str, Any]:
@@ -50,8 +54,14 @@ def run_standin(quick: bool) -> dict[str, Any]:
     seconds = 2.0 if quick else 5.0
     if hasattr(module, "run"):
         return dict(module.run(seconds=seconds))
-    done = subprocess.run([PYTHON, "bench/bench_standin.py", "--seconds", str(seconds)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, check=True)
+    done = subprocess.run(
+        [PYTHON, "bench/bench_standin.py", "--seconds", str(seconds)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     match = re.search(r"([\d.]+) mutations/s", done.stdout)
     return {"mutations_per_s": float(match[1]) if match else None, "output": done.stdout.strip()}
 
@@ -90,8 +100,11 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             add(section, "error", results[section]["error"].splitlines()[-1][:70])
     standin = results.get("standin", {})
     if "error" not in standin and standin:
-        add("stand-in", "mutations/s (8 keep-alive clients)",
-            standin.get("mutations_per_s") or standin.get("per_s"))
+        add(
+            "stand-in",
+            "mutations/s (8 keep-alive clients)",
+            standin.get("mutations_per_s") or standin.get("per_s"),
+        )
     ingest = results.get("ingest", {})
     if "error" not in ingest:
         # The ingest bench owns its keys; show its scalar figures, one level of nesting deep
@@ -104,21 +117,33 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     pipe = results.get("pipeline", {})
     lat = pipe.get("latency", {})
     for name, run in lat.get("runs", {}).items():
-        add("2 latency", f"accepted->applied p50 / p99, stand-in +{name}",
-            f"{run.get('p50_ms')} / {run.get('p99_ms')} ms ({run.get('applied')}/{run.get('events')})")
+        add(
+            "2 latency",
+            f"accepted->applied p50 / p99, stand-in +{name}",
+            f"{run.get('p50_ms')} / {run.get('p99_ms')} ms ({run.get('applied')}/{run.get('events')})",
+        )
     if lat:
-        add("2 latency", "ratio +50ms / +0ms (p50, p99)",
-            f"{lat.get('p50_ratio_50ms_vs_0ms')}x, {lat.get('p99_ratio_50ms_vs_0ms')}x")
+        add(
+            "2 latency",
+            "ratio +50ms / +0ms (p50, p99)",
+            f"{lat.get('p50_ratio_50ms_vs_0ms')}x, {lat.get('p99_ratio_50ms_vs_0ms')}x",
+        )
     for name, life in (_get(pipe, "calls", "lifecycles") or {}).items():
         add("3 calls", f"{name}: calls (minimum)", f"{life['calls']} ({life['minimum_calls']})")
         add("3 calls", f"{name}: cost points (floor)", f"{life['cost']} ({life['minimum_cost_floor']})")
     for run in (_get(pipe, "throughput", "runs") or {}).values():
-        add("4 throughput", f"{run['processes']} proc x concurrency {run['concurrency']}",
-            f"{run['lifecycles_per_s']} lifecycles/s (x{run.get('speedup_vs_1x1')})")
+        add(
+            "4 throughput",
+            f"{run['processes']} proc x concurrency {run['concurrency']}",
+            f"{run['lifecycles_per_s']} lifecycles/s (x{run.get('speedup_vs_1x1')})",
+        )
     sat = pipe.get("saturation", {})
     if sat:
-        add("5 saturation", f"share of restore rate used ({sat.get('restore_rate')} pts/s)",
-            sat.get("share_of_restore_rate_used"))
+        add(
+            "5 saturation",
+            f"share of restore rate used ({sat.get('restore_rate')} pts/s)",
+            sat.get("share_of_restore_rate_used"),
+        )
         add("5 saturation", "THROTTLED answers in window", sat.get("throttled_answers"))
     return out
 
@@ -148,8 +173,10 @@ def chart(results: dict[str, Any], path: Path) -> None:
     ax = axes[0][0]
     runs = _get(pipe, "latency", "runs") or {}
     names = list(runs)
-    ax.bar([f"{n}\np50" for n in names] + [f"{n}\np99" for n in names],
-           [runs[n].get("p50_ms") or 0 for n in names] + [runs[n].get("p99_ms") or 0 for n in names])
+    ax.bar(
+        [f"{n}\np50" for n in names] + [f"{n}\np99" for n in names],
+        [runs[n].get("p50_ms") or 0 for n in names] + [runs[n].get("p99_ms") or 0 for n in names],
+    )
     ax.set_title("2. accepted → applied latency (ms), by added stand-in latency")
 
     ax = axes[0][1]
@@ -169,8 +196,10 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
     ax = axes[1][1]
     sat = pipe.get("saturation", {})
-    ax.bar(["restore rate used", "THROTTLED share"],
-           [sat.get("share_of_restore_rate_used") or 0, sat.get("throttled_share") or 0])
+    ax.bar(
+        ["restore rate used", "THROTTLED share"],
+        [sat.get("share_of_restore_rate_used") or 0, sat.get("throttled_share") or 0],
+    )
     ax.set_ylim(0, 1.1)
     ax.set_title("5. one saturated shop")
     fig.tight_layout()
@@ -179,8 +208,9 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="small runs: a smoke test, not figures")
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated: " + ", ".join(SECTIONS))
     parser.add_argument("--out", type=Path, default=RESULTS)

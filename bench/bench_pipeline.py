@@ -49,8 +49,9 @@ def _orders(system: System, shop: str, count: int) -> list[tuple[int, str, int]]
     for _ in range(count):
         seq = next(_ids)
         num, line = ORDER_BASE + seq, ORDER_BASE + 500_000_000 + seq
-        system.standin.create_order(shop, f"#B{seq}", [{"id": line, "quantity": 1, "title": "Shirt"}],
-                                    order_id=num)
+        system.standin.create_order(
+            shop, f"#B{seq}", [{"id": line, "quantity": 1, "title": "Shirt"}], order_id=num
+        )
         made.append((num, f"#B{seq}", line))
     return made
 
@@ -58,23 +59,41 @@ def _orders(system: System, shop: str, count: int) -> list[tuple[int, str, int]]
 def _event(shop: str, order: tuple[int, str, int], state: str, method: str = "refund") -> dict[str, Any]:
     num, name, line = order
     body: dict[str, Any] = {
-        "id": f"R-{num}", "order": {"id": f"gid://shopify/Order/{num}", "name": name},
-        "origin": "return_portal", "refund_method": method,
-        "items": [{"line_item_id": f"gid://shopify/LineItem/{line}", "quantity": 1, "reason_id": 7,
-                   "reason": "Te klein"}]}
+        "id": f"R-{num}",
+        "order": {"id": f"gid://shopify/Order/{num}", "name": name},
+        "origin": "return_portal",
+        "refund_method": method,
+        "items": [
+            {
+                "line_item_id": f"gid://shopify/LineItem/{line}",
+                "quantity": 1,
+                "reason_id": 7,
+                "reason": "Te klein",
+            }
+        ],
+    }
     if state != "requested":
         body["tracking"] = {"number": f"3SBENCH{num}", "carrier": "postnl"}
     if method == "exchange":
         body["exchange_note"] = f"Ruilen R-{num}: maat M"
-    return {"id": f"evt_{num}_{state}", "type": f"return.{state}", "occurred_at": "2026-11-29T10:00:00Z",
-            "shop": shop, "return": body}
+    return {
+        "id": f"evt_{num}_{state}",
+        "type": f"return.{state}",
+        "occurred_at": "2026-11-29T10:00:00Z",
+        "shop": shop,
+        "return": body,
+    }
 
 
 def _wait_events_final(system: System, event_ids: list[str], timeout_s: float) -> bool:
     """True once every event is out of accepted/waiting (applied, superseded or worse)."""
+
     def done() -> bool:
-        rows = system.query("SELECT count(*) AS n FROM events WHERE event_id = ANY(%s)"
-                            " AND status NOT IN ('accepted', 'waiting')", (event_ids,))
+        rows = system.query(
+            "SELECT count(*) AS n FROM events WHERE event_id = ANY(%s)"
+            " AND status NOT IN ('accepted', 'waiting')",
+            (event_ids,),
+        )
         return rows[0]["n"] >= len(event_ids)
 
     try:
@@ -84,8 +103,9 @@ def _wait_events_final(system: System, event_ids: list[str], timeout_s: float) -
         return False
 
 
-def _send_paced(system: System, events: list[dict[str, Any]], rate_per_s: float, senders: int = 8
-                ) -> list[int]:
+def _send_paced(
+    system: System, events: list[dict[str, Any]], rate_per_s: float, senders: int = 8
+) -> list[int]:
     """Open-loop load: event i leaves at i / rate whatever the answers before it."""
     start = time.monotonic()
     with ThreadPoolExecutor(max_workers=senders) as pool:
@@ -101,8 +121,12 @@ def _send_paced(system: System, events: list[dict[str, Any]], rate_per_s: float,
 # --- 2. latency ---
 
 
-def latency(system: System, rate_per_s: float = 4.0, duration_s: float = 15.0,
-            added_latency_ms: tuple[int, ...] = (0, 50)) -> dict[str, Any]:
+def latency(
+    system: System,
+    rate_per_s: float = 4.0,
+    duration_s: float = 15.0,
+    added_latency_ms: tuple[int, ...] = (0, 50),
+) -> dict[str, Any]:
     """accepted -> applied for `return.created` events (one Shopify lifecycle step each), from the
     database's own clock: events.received_at (the 202) to events.finished_at (applied)."""
     result: dict[str, Any] = {"offered_per_s": rate_per_s, "duration_s": duration_s, "runs": {}}
@@ -116,11 +140,15 @@ def latency(system: System, rate_per_s: float = 4.0, duration_s: float = 15.0,
         complete = _wait_events_final(system, ids, timeout_s=60 + duration_s)
         rows = system.query(
             "SELECT EXTRACT(EPOCH FROM finished_at - received_at) AS s FROM events"
-            " WHERE event_id = ANY(%s) AND status = 'applied' AND finished_at IS NOT NULL", (ids,))
+            " WHERE event_id = ANY(%s) AND status = 'applied' AND finished_at IS NOT NULL",
+            (ids,),
+        )
         seconds = [float(r["s"]) for r in rows]
         calls = system.standin.calls(shop)
         result["runs"][f"{added}ms"] = {
-            "events": count, "accepted": sum(1 for s in statuses if s == 202), "applied": len(seconds),
+            "events": count,
+            "accepted": sum(1 for s in statuses if s == 202),
+            "applied": len(seconds),
             "complete": complete,
             "p50_ms": round(1000 * _percentile(seconds, 50), 1) if seconds else None,
             "p99_ms": round(1000 * _percentile(seconds, 99), 1) if seconds else None,
@@ -194,9 +222,11 @@ def calls_per_lifecycle(system: System, repeats: int = 5) -> dict[str, Any]:
         floor_cost = minimum["queries"] * QUERY_FLOOR + minimum["mutations"] * MUTATION_COST
         result["lifecycles"][name] = {
             "complete": complete,
-            "calls": round(statistics.fmean(counts), 2), "calls_max": max(counts),
+            "calls": round(statistics.fmean(counts), 2),
+            "calls_max": max(counts),
             "cost": round(statistics.fmean(costs), 1),
-            "minimum_calls": floor_calls, "minimum_cost_floor": floor_cost,
+            "minimum_calls": floor_calls,
+            "minimum_cost_floor": floor_cost,
             "calls_vs_minimum": round(statistics.fmean(counts) / floor_calls, 2),
             "operations_per_lifecycle": {k: round(v / repeats, 2) for k, v in sorted(operations.items())},
         }
@@ -206,9 +236,14 @@ def calls_per_lifecycle(system: System, repeats: int = 5) -> dict[str, Any]:
 # --- 4. throughput ---
 
 
-def throughput(system: System, configs: tuple[tuple[int, int], ...] = ((1, 1), (2, 1), (4, 1), (1, 8)),
-               added_latency_ms: int = 100, per_slot: int = 10, cap: int = 80,
-               timeout_s: float = 90.0) -> dict[str, Any]:
+def throughput(
+    system: System,
+    configs: tuple[tuple[int, int], ...] = ((1, 1), (2, 1), (4, 1), (1, 8)),
+    added_latency_ms: int = 100,
+    per_slot: int = 10,
+    cap: int = 80,
+    timeout_s: float = 90.0,
+) -> dict[str, Any]:
     """created+completed lifecycles per second for each (worker processes, concurrency)."""
     result: dict[str, Any] = {"standin_latency_ms": added_latency_ms, "runs": {}}
     for processes, concurrency in configs:
@@ -224,8 +259,12 @@ def throughput(system: System, configs: tuple[tuple[int, int], ...] = ((1, 1), (
         elapsed = time.monotonic() - start
         closed = sum(1 for r in system.standin.state(shop)["returns"] if r["status"] == "CLOSED")
         result["runs"][f"{processes}x{concurrency}"] = {
-            "processes": processes, "concurrency": concurrency, "lifecycles": count,
-            "closed": closed, "complete": complete, "seconds": round(elapsed, 2),
+            "processes": processes,
+            "concurrency": concurrency,
+            "lifecycles": count,
+            "closed": closed,
+            "complete": complete,
+            "seconds": round(elapsed, 2),
             "lifecycles_per_s": round(closed / elapsed, 2),
         }
     base = result["runs"].get("1x1", {}).get("lifecycles_per_s")
@@ -238,8 +277,14 @@ def throughput(system: System, configs: tuple[tuple[int, int], ...] = ((1, 1), (
 # --- 5. saturation ---
 
 
-def saturation(system: System, bucket_size: int = 1000, restore_rate: int = 100, lifecycles: int = 80,
-               window_s: float = 30.0, max_wait_s: float = 30.0) -> dict[str, Any]:
+def saturation(
+    system: System,
+    bucket_size: int = 1000,
+    restore_rate: int = 100,
+    lifecycles: int = 80,
+    window_s: float = 30.0,
+    max_wait_s: float = 30.0,
+) -> dict[str, Any]:
     """Keep one shop saturated and measure, over `window_s` seconds starting at its first
     THROTTLED answer (the bucket is empty then), the points spent against what refilled.
     Restore rate 100/s is the lowest plan PRODUCT.md names; the bucket is kept at least as large
@@ -263,11 +308,16 @@ def saturation(system: System, bucket_size: int = 1000, restore_rate: int = 100,
     throttled = sum(1 for c in calls if c.get("throttled"))
     # The backlog is left behind on purpose: this runs last, and the System drops it at exit.
     return {
-        "saturated": True, "bucket_size": bucket_size, "restore_rate": restore_rate,
-        "window_s": window_s, "seconds_to_first_throttle": round(t_start - started, 2),
-        "points_used": used, "points_restored": round(restore_rate * window_s),
+        "saturated": True,
+        "bucket_size": bucket_size,
+        "restore_rate": restore_rate,
+        "window_s": window_s,
+        "seconds_to_first_throttle": round(t_start - started, 2),
+        "points_used": used,
+        "points_restored": round(restore_rate * window_s),
         "share_of_restore_rate_used": round(used / (restore_rate * window_s), 3),
-        "calls": len(calls), "throttled_answers": throttled,
+        "calls": len(calls),
+        "throttled_answers": throttled,
         "throttled_share": round(throttled / len(calls), 3) if calls else None,
     }
 

@@ -25,19 +25,19 @@ from standin.server import start_in_thread  # noqa: E402
 
 SHOP = "bench.myshopify.com"
 TOKEN = "shpat_bench"
-MUTATION = ("mutation Bench($id: ID!, $tags: [String!]!) { tagsAdd(id: $id, tags: $tags) "
-            "{ node { id } userErrors { field message } } }")
+MUTATION = (
+    "mutation Bench($id: ID!, $tags: [String!]!) { tagsAdd(id: $id, tags: $tags) "
+    "{ node { id } userErrors { field message } } }"
+)
 
 
-def client(host: str, port: int, order_gid: str, stop_at: float, counts: list[int],
-           index: int) -> None:
+def client(host: str, port: int, order_gid: str, stop_at: float, counts: list[int], index: int) -> None:
     conn = http.client.HTTPConnection(host, port, timeout=10)
     path = f"/shops/{SHOP}/admin/api/2026-07/graphql.json"
     headers = {"Content-Type": "application/json", "X-Shopify-Access-Token": TOKEN}
     n = 0
     while time.monotonic() < stop_at:
-        body = json.dumps({"query": MUTATION, "variables": {"id": order_gid,
-                                                            "tags": [f"t{n % 5}"]}})
+        body = json.dumps({"query": MUTATION, "variables": {"id": order_gid, "tags": [f"t{n % 5}"]}})
         conn.request("POST", path, body, headers)
         response = conn.getresponse()
         response.read()
@@ -65,18 +65,19 @@ def main() -> int:
     admin = StandinAdmin(base)
     # A bucket large enough that throttling never limits the measurement.
     admin.create_shop(SHOP, TOKEN, bucket_size=10**9, restore_rate=10**6)
-    orders = [admin.create_order(SHOP, f"#B{i}", [{"quantity": 1}])["id"]
-              for i in range(args.clients)]
+    orders = [admin.create_order(SHOP, f"#B{i}", [{"quantity": 1}])["id"] for i in range(args.clients)]
     # Warm the schema and document caches outside the measured window.
-    warm = threading.Thread(target=client, args=(parts.hostname, parts.port, orders[0],
-                                                 time.monotonic() + 0.5, [0], 0))
+    warm = threading.Thread(
+        target=client, args=(parts.hostname, parts.port, orders[0], time.monotonic() + 0.5, [0], 0)
+    )
     warm.start()
     warm.join()
     counts = [0] * args.clients
     stop_at = time.monotonic() + args.seconds
-    threads = [threading.Thread(target=client, args=(parts.hostname, parts.port, orders[i],
-                                                     stop_at, counts, i))
-               for i in range(args.clients)]
+    threads = [
+        threading.Thread(target=client, args=(parts.hostname, parts.port, orders[i], stop_at, counts, i))
+        for i in range(args.clients)
+    ]
     started = time.monotonic()
     for t in threads:
         t.start()
@@ -84,8 +85,9 @@ def main() -> int:
         t.join()
     elapsed = time.monotonic() - started
     total = sum(counts)
-    print(f"{total / elapsed:.0f} mutations/s ({total} in {elapsed:.1f} s, "
-          f"{args.clients} keep-alive clients)")
+    print(
+        f"{total / elapsed:.0f} mutations/s ({total} in {elapsed:.1f} s, {args.clients} keep-alive clients)"
+    )
     if running:
         running.stop()
     return 0

@@ -89,21 +89,30 @@ class Scenario:
     deliveries: list[dict[str, Any]] = field(default_factory=list)  # send order, with duplicates
 
 
-def _event(event_id: str, state: str, occurred: datetime, order: OrderSpec, ret: dict[str, Any]
-           ) -> dict[str, Any]:
+def _event(
+    event_id: str, state: str, occurred: datetime, order: OrderSpec, ret: dict[str, Any]
+) -> dict[str, Any]:
     order_ref: dict[str, Any] = {"name": order.name}
     if not order.by_name_only:
         order_ref["id"] = f"gid://shopify/Order/{order.num}"
     body: dict[str, Any] = {
-        "id": ret["id"], "order": order_ref, "origin": ret["origin"],
-        "refund_method": ret["refund_method"], "items": ret["items"]}
+        "id": ret["id"],
+        "order": order_ref,
+        "origin": ret["origin"],
+        "refund_method": ret["refund_method"],
+        "items": ret["items"],
+    }
     if ret.get("exchange_note"):
         body["exchange_note"] = ret["exchange_note"]
     if ret.get("tracking") and state != "requested":
         body["tracking"] = {"number": ret["tracking"], "carrier": "postnl"}
-    return {"id": event_id, "type": f"return.{state}",
-            "occurred_at": occurred.strftime("%Y-%m-%dT%H:%M:%SZ"), "shop": order.shop,
-            "return": body}
+    return {
+        "id": event_id,
+        "type": f"return.{state}",
+        "occurred_at": occurred.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "shop": order.shop,
+        "return": body,
+    }
 
 
 def generate(params: ChaosParams) -> Scenario:
@@ -113,10 +122,17 @@ def generate(params: ChaosParams) -> Scenario:
     orders: list[OrderSpec] = []
     for k in range(params.orders):
         num = ORDER_ID_BASE + params.seed * 100_000 + k
-        lines = [{"id": LINE_ID_BASE + (params.seed * 100_000 + k) * 10 + j,
-                  "quantity": rng.randint(1, 3), "title": f"Item {j}"} for j in range(LINES_PER_ORDER)]
-        orders.append(OrderSpec(shops[k % len(shops)], num, f"#{10_000 + k}", lines,
-                                by_name_only=rng.random() < 0.10))
+        lines = [
+            {
+                "id": LINE_ID_BASE + (params.seed * 100_000 + k) * 10 + j,
+                "quantity": rng.randint(1, 3),
+                "title": f"Item {j}",
+            }
+            for j in range(LINES_PER_ORDER)
+        ]
+        orders.append(
+            OrderSpec(shops[k % len(shops)], num, f"#{10_000 + k}", lines, by_name_only=rng.random() < 0.10)
+        )
 
     target_unique = params.events - round(params.events * params.duplicates)
     free_lines = {o.num: list(range(LINES_PER_ORDER)) for o in orders}
@@ -141,15 +157,26 @@ def generate(params: ChaosParams) -> Scenario:
             # Unique text per return, so the check can count its occurrences in the order note.
             "exchange_note": f"Ruilen {ret_id}: graag maat M" if method == "exchange" else None,
             "tracking": f"3SCHAOS{params.seed}{n_return:07d}" if rng.random() < 0.8 else None,
-            "items": [{"line_item_id": f"gid://shopify/LineItem/{order.lines[j]['id']}",
-                       "quantity": rng.randint(1, order.lines[j]["quantity"]),
-                       "reason_id": rng.randint(1, 35), "reason": "Past niet"} for j in picked],
+            "items": [
+                {
+                    "line_item_id": f"gid://shopify/LineItem/{order.lines[j]['id']}",
+                    "quantity": rng.randint(1, order.lines[j]["quantity"]),
+                    "reason_id": rng.randint(1, 35),
+                    "reason": "Past niet",
+                }
+                for j in picked
+            ],
         }
         started = base + timedelta(minutes=n_return)
         when = rng.random()  # the return's place in the delivery period
         for step, state in enumerate(path):
-            event = _event(f"evt_{params.seed}_{n_return:06d}_{state}", state,
-                           started + timedelta(hours=step), order, ret)
+            event = _event(
+                f"evt_{params.seed}_{n_return:06d}_{state}",
+                state,
+                started + timedelta(hours=step),
+                order,
+                ret,
+            )
             events.append(event)
             # Neighbours get reordered; some events come much later than their successors.
             t = when + 0.02 * step + rng.gauss(0, 0.03)
@@ -213,8 +240,7 @@ def _run_faults(system: System, params: ChaosParams, log: FaultLog, stop: thread
             log.add(kind, error=repr(error))
 
 
-def _deliver(system: System, scenario: Scenario, params: ChaosParams, t0: float
-             ) -> dict[str, list[int]]:
+def _deliver(system: System, scenario: Scenario, params: ChaosParams, t0: float) -> dict[str, list[int]]:
     """Send every delivery at its slot in [0, duration]; returns event id -> HTTP statuses."""
     results: dict[str, list[int]] = {}
     lock = threading.Lock()
@@ -234,8 +260,9 @@ def _deliver(system: System, scenario: Scenario, params: ChaosParams, t0: float
     return results
 
 
-def _check_status_api(system: System, accepted: dict[str, dict[str, Any]],
-                      expected: dict[Any, Any], timeout_s: float) -> dict[str, Any]:
+def _check_status_api(
+    system: System, accepted: dict[str, dict[str, Any]], expected: dict[Any, Any], timeout_s: float
+) -> dict[str, Any]:
     """Every accepted event must be known to its return, every return synced at its final state."""
     by_return: dict[tuple[str, str], list[str]] = {}
     for event in accepted.values():
@@ -251,14 +278,21 @@ def _check_status_api(system: System, accepted: dict[str, dict[str, Any]],
             return key, "unknown to the status API", set(ids)
         listed = {e["id"]: e.get("status") for e in answer.get("events", [])}
         missing = {i for i in ids if i not in listed}
-        open_ = sorted(f"{i}={listed[i]}" for i in ids
-                       if i in listed and listed[i] not in ("applied", "superseded"))
+        open_ = sorted(
+            f"{i}={listed[i]}" for i in ids if i in listed and listed[i] not in ("applied", "superseded")
+        )
         final = finals[key]
         if missing:
             return key, f"events not listed: {sorted(missing)}", missing
         if answer.get("sync") != "synced" or answer.get("state") != final or open_:
-            return key, (f"state={answer.get('state')} sync={answer.get('sync')} "
-                         f"detail={answer.get('detail')} expected {final}; unfinished {open_}"), set()
+            return (
+                key,
+                (
+                    f"state={answer.get('state')} sync={answer.get('sync')} "
+                    f"detail={answer.get('detail')} expected {final}; unfinished {open_}"
+                ),
+                set(),
+            )
         return key, None, set()
 
     pending = list(by_return)
@@ -272,13 +306,17 @@ def _check_status_api(system: System, accepted: dict[str, dict[str, Any]],
         if not pending or time.monotonic() >= deadline:
             break
         time.sleep(2)  # the database may trail Shopify by one commit: look again, bounded
-    return {"returns_checked": len(by_return), "returns_not_ok": len(problems),
-            "lost_events": sorted(lost),
-            "problems": [f"{shop} {rid}: {why}" for (shop, rid), why in sorted(problems.items())][:50]}
+    return {
+        "returns_checked": len(by_return),
+        "returns_not_ok": len(problems),
+        "lost_events": sorted(lost),
+        "problems": [f"{shop} {rid}: {why}" for (shop, rid), why in sorted(problems.items())][:50],
+    }
 
 
-def _evidence(system: System, expected: dict[Any, Any], states: dict[str, dict[str, Any]],
-              limit: int = 5) -> list[dict[str, Any]]:
+def _evidence(
+    system: System, expected: dict[Any, Any], states: dict[str, dict[str, Any]], limit: int = 5
+) -> list[dict[str, Any]]:
     """For the first wrong orders: what returnsync recorded and what the stand-in saw, taken
     before the run's database is dropped, so a failure can be explained afterwards."""
     out: list[dict[str, Any]] = []
@@ -287,23 +325,44 @@ def _evidence(system: System, expected: dict[Any, Any], states: dict[str, dict[s
         if not diffs:
             continue
         view = states[order.shop]
-        shop_order = next((o for o in view["orders"] if (order.order_num is not None and o["id"].endswith(
-            f"/{order.order_num}")) or o["name"].lstrip("#").lower() == order.order_name), None)
+        shop_order = next(
+            (
+                o
+                for o in view["orders"]
+                if (order.order_num is not None and o["id"].endswith(f"/{order.order_num}"))
+                or o["name"].lstrip("#").lower() == order.order_name
+            ),
+            None,
+        )
         gids = [shop_order["id"], *shop_order["returns"]] if shop_order else []
         try:
-            rows = system.query("SELECT id FROM orders WHERE order_gid = ANY(%s) OR order_ref = ANY(%s)"
-                                " OR lower(order_name) = %s", (gids, gids, f"#{order.order_name}"))
+            rows = system.query(
+                "SELECT id FROM orders WHERE order_gid = ANY(%s) OR order_ref = ANY(%s)"
+                " OR lower(order_name) = %s",
+                (gids, gids, f"#{order.order_name}"),
+            )
             ids = [r["id"] for r in rows]
-            db = {table: system.query(f"SELECT * FROM {table} WHERE order_id = ANY(%s) ORDER BY id", (ids,))
-                  for table in ("returns", "events", "attempts", "shopify_calls")}
+            db = {
+                table: system.query(f"SELECT * FROM {table} WHERE order_id = ANY(%s) ORDER BY id", (ids,))
+                for table in ("returns", "events", "attempts", "shopify_calls")
+            }
         except Exception as error:  # noqa: BLE001 - evidence is best effort
             db = {"error": repr(error)}
-        calls = [c for c in system.standin.calls(order.shop)
-                 if any(g in json.dumps(c.get("variables")) for g in gids)]
-        out.append({"order": order.order_num or order.order_name, "differences": diffs,
-                    "standin_order": shop_order,
-                    "standin_returns": [r for r in view["returns"] if r["id"] in gids],
-                    "standin_calls": calls, "returnsync": db})
+        calls = [
+            c
+            for c in system.standin.calls(order.shop)
+            if any(g in json.dumps(c.get("variables")) for g in gids)
+        ]
+        out.append(
+            {
+                "order": order.order_num or order.order_name,
+                "differences": diffs,
+                "standin_order": shop_order,
+                "standin_returns": [r for r in view["returns"] if r["id"] in gids],
+                "standin_calls": calls,
+                "returnsync": db,
+            }
+        )
         if len(out) >= limit:
             break
     return out
@@ -314,11 +373,16 @@ def run(params: ChaosParams) -> dict[str, Any]:
     scenario = generate(params)
     env = {
         # The sweep is what brings back work whose doorbell died with a worker or with Redis.
-        "SWEEP_AFTER_S": "5", "SWEEP_INTERVAL_S": "2",
+        "SWEEP_AFTER_S": "5",
+        "SWEEP_INTERVAL_S": "2",
         # Hung Shopify calls must cost seconds, not the production 20 s, for the run to finish.
-        "SHOPIFY_READ_TIMEOUT_S": "3", "SHOPIFY_CONNECT_TIMEOUT_S": "2",
-        "SHOPIFY_BACKOFF_BASE_S": "0.2", "SHOPIFY_BACKOFF_CAP_S": "5",
-        "ORDER_LOCK_RETRY_S": "0.5", "WAITING_RETRY_S": "5", "TASK_DEADLINE_S": "60",
+        "SHOPIFY_READ_TIMEOUT_S": "3",
+        "SHOPIFY_CONNECT_TIMEOUT_S": "2",
+        "SHOPIFY_BACKOFF_BASE_S": "0.2",
+        "SHOPIFY_BACKOFF_CAP_S": "5",
+        "ORDER_LOCK_RETRY_S": "0.5",
+        "WAITING_RETRY_S": "5",
+        "TASK_DEADLINE_S": "60",
         "LOG_LEVEL": "WARNING",
     }
     report: dict[str, Any] = {"params": asdict(params), "ok": False}
@@ -328,15 +392,20 @@ def run(params: ChaosParams) -> dict[str, Any]:
         for order in scenario.orders:
             system.standin.create_order(order.shop, order.name, order.lines, order_id=order.num)
         for i, shop in enumerate(scenario.shops):
-            system.standin.set_faults(shop, error_rate=params.error_rate, hang_rate=params.hang_rate,
-                                      lost_response_rate=params.lost_response_rate,
-                                      seed=params.seed * 100 + i)
+            system.standin.set_faults(
+                shop,
+                error_rate=params.error_rate,
+                hang_rate=params.hang_rate,
+                lost_response_rate=params.lost_response_rate,
+                seed=params.seed * 100 + i,
+            )
 
         t0 = time.monotonic()
         faults = FaultLog(t0)
         stop = threading.Event()
-        fault_thread = threading.Thread(target=_run_faults, args=(system, params, faults, stop),
-                                        name="faults", daemon=True)
+        fault_thread = threading.Thread(
+            target=_run_faults, args=(system, params, faults, stop), name="faults", daemon=True
+        )
         fault_thread.start()
         try:
             results = _deliver(system, scenario, params, t0)
@@ -369,38 +438,47 @@ def run(params: ChaosParams) -> dict[str, Any]:
         status = _check_status_api(system, accepted, expected, timeout_s=30 if converged_at else 5)
         calls = [c for shop in scenario.shops for c in system.standin.calls(shop)]
         summary = summarize(diffs)
-        report.update({
-            "events_delivered": len(scenario.deliveries),
-            "events_unique": len(scenario.events),
-            "events_accepted": len(accepted),
-            "events_refused": {i: c for i, c in list(refused.items())[:50]},
-            "returns": sum(len(o.returns) for o in expected.values()),
-            "orders": len(expected),
-            "delivery_s": round(delivered_at, 1),
-            "faults": faults.entries,
-            "standin_calls": len(calls),
-            "standin_throttled": sum(1 for c in calls if c.get("throttled")),
-            "standin_faults": sum(1 for c in calls if c.get("fault")),
-            "standin_cost_points": sum(int(c.get("cost") or 0) for c in calls if not c.get("throttled")),
-            "orders_wrong_over_time": progress[:: max(1, len(progress) // 40)] + progress[-1:],
-            "converged": converged_at is not None,
-            "converged_s_after_last_fault": (round(converged_at - faults.last_t, 1)
-                                             if converged_at is not None else None),
-            "converged_s_after_last_delivery": (round(converged_at - delivered_at, 1)
-                                                if converged_at is not None else None),
-            "lost_events": len(status["lost_events"]),
-            "duplicate_returns": summary["duplicate_returns"],
-            "missing_returns": summary["missing_returns"],
-            "orders_wrong": summary["orders_wrong"],
-            "returns_not_synced": status["returns_not_ok"],
-            "differences": diffs[:100],
-            "status_problems": status["problems"],
-            "lost_event_ids": status["lost_events"][:100],
-            "logs": str(system.log_dir),
-        })
-        report["ok"] = bool(report["converged"] and not refused and report["lost_events"] == 0
-                            and report["duplicate_returns"] == 0 and report["orders_wrong"] == 0
-                            and report["returns_not_synced"] == 0)
+        report.update(
+            {
+                "events_delivered": len(scenario.deliveries),
+                "events_unique": len(scenario.events),
+                "events_accepted": len(accepted),
+                "events_refused": {i: c for i, c in list(refused.items())[:50]},
+                "returns": sum(len(o.returns) for o in expected.values()),
+                "orders": len(expected),
+                "delivery_s": round(delivered_at, 1),
+                "faults": faults.entries,
+                "standin_calls": len(calls),
+                "standin_throttled": sum(1 for c in calls if c.get("throttled")),
+                "standin_faults": sum(1 for c in calls if c.get("fault")),
+                "standin_cost_points": sum(int(c.get("cost") or 0) for c in calls if not c.get("throttled")),
+                "orders_wrong_over_time": progress[:: max(1, len(progress) // 40)] + progress[-1:],
+                "converged": converged_at is not None,
+                "converged_s_after_last_fault": (
+                    round(converged_at - faults.last_t, 1) if converged_at is not None else None
+                ),
+                "converged_s_after_last_delivery": (
+                    round(converged_at - delivered_at, 1) if converged_at is not None else None
+                ),
+                "lost_events": len(status["lost_events"]),
+                "duplicate_returns": summary["duplicate_returns"],
+                "missing_returns": summary["missing_returns"],
+                "orders_wrong": summary["orders_wrong"],
+                "returns_not_synced": status["returns_not_ok"],
+                "differences": diffs[:100],
+                "status_problems": status["problems"],
+                "lost_event_ids": status["lost_events"][:100],
+                "logs": str(system.log_dir),
+            }
+        )
+        report["ok"] = bool(
+            report["converged"]
+            and not refused
+            and report["lost_events"] == 0
+            and report["duplicate_returns"] == 0
+            and report["orders_wrong"] == 0
+            and report["returns_not_synced"] == 0
+        )
         if report["ok"]:
             system.remove_logs()
         else:
@@ -413,18 +491,26 @@ def run(params: ChaosParams) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     defaults = ChaosParams()
-    parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.chaos",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--events", type=int, default=defaults.events)
     parser.add_argument("--orders", type=int, default=defaults.orders)
     parser.add_argument("--shops", type=int, default=defaults.shops)
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--duration", type=float, default=defaults.duration,
-                        help="seconds over which events are delivered")
+    parser.add_argument(
+        "--duration", type=float, default=defaults.duration, help="seconds over which events are delivered"
+    )
     parser.add_argument("--workers", type=int, default=defaults.workers)
     parser.add_argument("--concurrency", type=int, default=defaults.concurrency)
-    parser.add_argument("--kill-every", type=float, default=defaults.kill_every,
-                        help="seconds between worker kill -9s (0: none)")
+    parser.add_argument(
+        "--kill-every",
+        type=float,
+        default=defaults.kill_every,
+        help="seconds between worker kill -9s (0: none)",
+    )
     parser.add_argument("--no-redis-flush", action="store_true")
     parser.add_argument("--no-postgres-restart", action="store_true")
     parser.add_argument("--no-standin-faults", action="store_true")
@@ -435,23 +521,44 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     faults_on = not args.no_standin_faults
     params = ChaosParams(
-        events=args.events, orders=args.orders, shops=args.shops, seed=args.seed,
-        duration=args.duration, workers=args.workers, concurrency=args.concurrency,
-        kill_every=args.kill_every, flush_redis=not args.no_redis_flush,
+        events=args.events,
+        orders=args.orders,
+        shops=args.shops,
+        seed=args.seed,
+        duration=args.duration,
+        workers=args.workers,
+        concurrency=args.concurrency,
+        kill_every=args.kill_every,
+        flush_redis=not args.no_redis_flush,
         restart_postgres=not args.no_postgres_restart,
         error_rate=defaults.error_rate if faults_on else 0.0,
         hang_rate=defaults.hang_rate if faults_on else 0.0,
         lost_response_rate=defaults.lost_response_rate if faults_on else 0.0,
-        bucket_size=args.bucket_size, restore_rate=args.restore_rate,
-        converge_timeout=args.converge_timeout, out=args.out)
+        bucket_size=args.bucket_size,
+        restore_rate=args.restore_rate,
+        converge_timeout=args.converge_timeout,
+        out=args.out,
+    )
     try:
         report = run(params)
     except HarnessError as error:
         print(f"chaos: the system could not be run: {error}", file=sys.stderr)
         return 2
-    keys = ("events_delivered", "events_accepted", "returns", "orders", "standin_calls",
-            "standin_throttled", "standin_faults", "converged", "converged_s_after_last_fault",
-            "lost_events", "duplicate_returns", "orders_wrong", "returns_not_synced")
+    keys = (
+        "events_delivered",
+        "events_accepted",
+        "returns",
+        "orders",
+        "standin_calls",
+        "standin_throttled",
+        "standin_faults",
+        "converged",
+        "converged_s_after_last_fault",
+        "lost_events",
+        "duplicate_returns",
+        "orders_wrong",
+        "returns_not_synced",
+    )
     for key in keys:
         print(f"{key:32} {report[key]}")
     for line in report["differences"][:20] + report["status_problems"][:20]:

@@ -23,10 +23,16 @@ from typing import Any
 
 # PRODUCT.md "Refund-method tags"; restated here on purpose (see module docstring).
 TAG_LABELS: dict[str, dict[str, str]] = {
-    "en": {"exchange": "Sendcloud Return: Exchange", "refund": "Sendcloud Return: Money back",
-           "store_credit": "Sendcloud Return: Store credit"},
-    "nl": {"exchange": "Sendcloud Retour: Omruiling", "refund": "Sendcloud Retour: Geld terug",
-           "store_credit": "Sendcloud Retour: Winkeltegoed"},
+    "en": {
+        "exchange": "Sendcloud Return: Exchange",
+        "refund": "Sendcloud Return: Money back",
+        "store_credit": "Sendcloud Return: Store credit",
+    },
+    "nl": {
+        "exchange": "Sendcloud Retour: Omruiling",
+        "refund": "Sendcloud Retour: Geld terug",
+        "store_credit": "Sendcloud Retour: Winkeltegoed",
+    },
 }
 TAG_PREFIXES = ("sendcloud return:", "sendcloud retour:")
 
@@ -141,7 +147,8 @@ def expected_orders(events: list[dict[str, Any]]) -> dict[tuple[str, str], Expec
         order = orders.get(key)
         if order is None:
             order = orders[key] = ExpectedOrder(
-                shop, gid_number(ret_body["order"].get("id")), normalize_name(ret_body["order"].get("name")))
+                shop, gid_number(ret_body["order"].get("id")), normalize_name(ret_body["order"].get("name"))
+            )
         rkey = (shop, str(ret_body["id"]))
         ret = returns.get(rkey)
         if ret is None:
@@ -187,8 +194,12 @@ def _return_lines(ret: dict[str, Any]) -> dict[int, int]:
 
 
 def _tracking_numbers(ret: dict[str, Any]) -> list[str]:
-    return [d["trackingNumber"] for rfo in ret.get("reverseFulfillmentOrders", [])
-            for d in rfo.get("reverseDeliveries", []) if d.get("trackingNumber")]
+    return [
+        d["trackingNumber"]
+        for rfo in ret.get("reverseFulfillmentOrders", [])
+        for d in rfo.get("reverseDeliveries", [])
+        if d.get("trackingNumber")
+    ]
 
 
 def compare_order(expected: ExpectedOrder, view: dict[str, Any], language: str = "en") -> list[str]:
@@ -211,8 +222,10 @@ def compare_order(expected: ExpectedOrder, view: dict[str, Any], language: str =
     for sret in shopify_returns:
         owners = {owner[n].return_id for n in _return_lines(sret) if n in owner}
         if len(owners) != 1:
-            diffs.append(f"{label}: Shopify return {sret['id']} ({sret['status']}) matches "
-                         f"no single platform return (lines {_return_lines(sret)})")
+            diffs.append(
+                f"{label}: Shopify return {sret['id']} ({sret['status']}) matches "
+                f"no single platform return (lines {_return_lines(sret)})"
+            )
             continue
         matched[owners.pop()].append(sret)
 
@@ -220,8 +233,9 @@ def compare_order(expected: ExpectedOrder, view: dict[str, Any], language: str =
         rlabel = f"{label} return {ret.return_id} ({ret.final})"
         found = matched.get(ret.return_id, [])
         if len(found) > 1:
-            diffs.append(f"{rlabel}: DUPLICATE: {len(found)} Shopify returns "
-                         f"{[(r['id'], r['status']) for r in found]}")
+            diffs.append(
+                f"{rlabel}: DUPLICATE: {len(found)} Shopify returns {[(r['id'], r['status']) for r in found]}"
+            )
         if not found:
             if ret.must_exist:
                 diffs.append(f"{rlabel}: MISSING on Shopify")
@@ -229,8 +243,10 @@ def compare_order(expected: ExpectedOrder, view: dict[str, Any], language: str =
         sret = found[0]
         status = sret["status"]
         if len(found) == 1 and status not in ALLOWED_STATUS[ret.final]:
-            diffs.append(f"{rlabel}: status {status}, expected one of "
-                         f"{sorted(s for s in ALLOWED_STATUS[ret.final] if s)}")
+            diffs.append(
+                f"{rlabel}: status {status}, expected one of "
+                f"{sorted(s for s in ALLOWED_STATUS[ret.final] if s)}"
+            )
         if status in ("REQUESTED", "OPEN", "CLOSED") and _return_lines(sret) != ret.items:
             diffs.append(f"{rlabel}: lines {_return_lines(sret)} != expected {ret.items}")
         numbers = _tracking_numbers(sret)
@@ -267,9 +283,11 @@ def compare_order(expected: ExpectedOrder, view: dict[str, Any], language: str =
     return diffs
 
 
-def compare(expected: dict[tuple[str, str], ExpectedOrder] | list[dict[str, Any]],
-            actual_state: dict[str, dict[str, Any]] | dict[str, Any],
-            language: str = "en") -> list[str]:
+def compare(
+    expected: dict[tuple[str, str], ExpectedOrder] | list[dict[str, Any]],
+    actual_state: dict[str, dict[str, Any]] | dict[str, Any],
+    language: str = "en",
+) -> list[str]:
     """Differences between the expected orders (or the raw events) and the stand-in's state.
 
     ``actual_state`` is either one shop's state (``StandinAdmin.state(domain)``, which has a

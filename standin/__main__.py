@@ -20,8 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=settings.standin_host)
     parser.add_argument("--port", type=int, default=settings.standin_port)
     parser.add_argument("--seed-file", type=Path, help="JSON seed (see standin/demo_seed.json)")
-    parser.add_argument("--no-warm", action="store_true",
-                        help="build schemas on first request instead of at start-up")
+    parser.add_argument(
+        "--no-warm", action="store_true", help="build schemas on first request instead of at start-up"
+    )
     args = parser.parse_args(argv)
     server = make_server(args.port, args.host)
     if args.seed_file:
@@ -31,8 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         for version in KNOWN_VERSIONS:
             get_schema(version)
     # shutdown() waits for serve_forever() to return, so it must not run on the serving thread.
-    signal.signal(signal.SIGTERM,
-                  lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     print(f"standin listening on http://{args.host}:{server.server_address[1]}", flush=True)
     try:
         server.serve_forever(poll_interval=0.2)

@@ -33,11 +33,20 @@ class FaultConfig:
     _rng: random.Random = field(default_factory=random.Random, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def configure(self, latency_ms: float = 0, jitter_ms: float = 0, error_rate: float = 0,
-                  hang_rate: float = 0, lost_response_rate: float = 0,
-                  seed: int | None = None) -> None:
-        for name, rate in (("error_rate", error_rate), ("hang_rate", hang_rate),
-                           ("lost_response_rate", lost_response_rate)):
+    def configure(
+        self,
+        latency_ms: float = 0,
+        jitter_ms: float = 0,
+        error_rate: float = 0,
+        hang_rate: float = 0,
+        lost_response_rate: float = 0,
+        seed: int | None = None,
+    ) -> None:
+        for name, rate in (
+            ("error_rate", error_rate),
+            ("hang_rate", hang_rate),
+            ("lost_response_rate", lost_response_rate),
+        ):
             if not 0 <= rate <= 1:
                 raise ValueError(f"{name} must be between 0 and 1")
         with self._lock:
@@ -48,8 +57,9 @@ class FaultConfig:
 
     @property
     def active(self) -> bool:
-        return bool(self.latency_ms or self.jitter_ms or self.error_rate or self.hang_rate
-                    or self.lost_response_rate)
+        return bool(
+            self.latency_ms or self.jitter_ms or self.error_rate or self.hang_rate or self.lost_response_rate
+        )
 
     def decide(self, is_mutation: bool) -> FaultDecision:
         """Draw this request's faults. Always draws the same number of values per request, so
@@ -66,6 +76,11 @@ class FaultConfig:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        return {"latency_ms": self.latency_ms, "jitter_ms": self.jitter_ms,
-                "error_rate": self.error_rate, "hang_rate": self.hang_rate,
-                "lost_response_rate": self.lost_response_rate, "seed": self.seed}
+        return {
+            "latency_ms": self.latency_ms,
+            "jitter_ms": self.jitter_ms,
+            "error_rate": self.error_rate,
+            "hang_rate": self.hang_rate,
+            "lost_response_rate": self.lost_response_rate,
+            "seed": self.seed,
+        }

@@ -30,8 +30,9 @@ from standin.resolvers import RequestContext, default_resolver, type_resolver
 from standin.state import Shop, Store
 from standin.throttle import query_cost, throttle_status
 
-INVALID_TOKEN_BODY = {"errors": "[API] Invalid API key or access token "
-                                "(unrecognized login or wrong password)"}
+INVALID_TOKEN_BODY = {
+    "errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"
+}
 
 
 @dataclass
@@ -42,50 +43,94 @@ class Response:
     fault: FaultDecision = field(default_factory=FaultDecision)
 
     def encoded(self) -> bytes:
-        body = self.body if isinstance(self.body, str) else json.dumps(self.body,
-                                                                       separators=(",", ":"))
+        body = self.body if isinstance(self.body, str) else json.dumps(self.body, separators=(",", ":"))
         return body.encode()
 
 
-def _log(shop: Shop, operation: str | None, root_fields: list[str], variables: Any, status: int,
-         cost: int | None, throttled: bool, fault: str | None = None) -> None:
-    shop.calls.append({"operation": operation, "root_fields": root_fields,
-                       "variables": variables, "status": status, "cost": cost,
-                       "throttled": throttled, "fault": fault, "at": time.time()})
+def _log(
+    shop: Shop,
+    operation: str | None,
+    root_fields: list[str],
+    variables: Any,
+    status: int,
+    cost: int | None,
+    throttled: bool,
+    fault: str | None = None,
+) -> None:
+    shop.calls.append(
+        {
+            "operation": operation,
+            "root_fields": root_fields,
+            "variables": variables,
+            "status": status,
+            "cost": cost,
+            "throttled": throttled,
+            "fault": fault,
+            "at": time.time(),
+        }
+    )
 
 
 # --- Validation error translation (graphql-core wording -> Shopify's) --------------------------
 
 _RULES: list[tuple[re.Pattern[str], Any]] = [
-    (re.compile(r"Cannot query field '(\w+)' on type '(\w+)'"),
-     lambda m: (f"Field '{m[1]}' doesn't exist on type '{m[2]}'",
-                {"code": "undefinedField", "typeName": m[2], "fieldName": m[1]})),
-    (re.compile(r"Unknown argument '(\w+)' on field '\w+\.(\w+)'"),
-     lambda m: (f"Field '{m[2]}' doesn't accept argument '{m[1]}'",
-                {"code": "argumentNotAccepted", "name": m[2], "typeName": "Field",
-                 "argumentName": m[1]})),
-    (re.compile(r"Field '(\w+)' argument '(\w+)' of type '.*' is required, but it was not "
-                r"provided"),
-     lambda m: (f"Field '{m[1]}' is missing required arguments: {m[2]}",
-                {"code": "missingRequiredArguments", "className": "Field", "name": m[1],
-                 "arguments": m[2]})),
-    (re.compile(r"Variable '\$(\w+)' is never used(?: in operation '(\w+)')?"),
-     lambda m: (f"Variable ${m[1]} is declared by {m[2] or 'anonymous query'} but not used",
-                {"code": "variableNotUsed", "variableName": m[1]})),
-    (re.compile(r"Variable '\$(\w+)' is not defined(?: by operation '(\w+)')?"),
-     lambda m: (f"Variable ${m[1]} is used by {m[2] or 'anonymous query'} but not declared",
-                {"code": "variableNotDefined", "variableName": m[1]})),
-    (re.compile(r"Unknown type '(\w+)'"),
-     lambda m: (f"{m[1]} isn't a defined input type", {"code": "typeNotDefined",
-                                                        "typeName": m[1]})),
-    (re.compile(r"Value '(.*)' does not exist in '(\w+)' enum"),
-     lambda m: (f"Argument has an invalid value ({m[1]}). Expected type '{m[2]}'.",
-                {"code": "argumentLiteralsIncompatible", "typeName": m[2]})),
-    (re.compile(r"Field '(\w+)' of type '(.*)' must have a selection of subfields"),
-     lambda m: (f"Field must have selections (field '{m[1]}' returns {m[2]} but has no "
-                f"selections. Did you mean '{m[1]} {{ ... }}'?)",
-                {"code": "selectionMismatch", "nodeName": f"field '{m[1]}'",
-                 "typeName": m[2]})),
+    (
+        re.compile(r"Cannot query field '(\w+)' on type '(\w+)'"),
+        lambda m: (
+            f"Field '{m[1]}' doesn't exist on type '{m[2]}'",
+            {"code": "undefinedField", "typeName": m[2], "fieldName": m[1]},
+        ),
+    ),
+    (
+        re.compile(r"Unknown argument '(\w+)' on field '\w+\.(\w+)'"),
+        lambda m: (
+            f"Field '{m[2]}' doesn't accept argument '{m[1]}'",
+            {"code": "argumentNotAccepted", "name": m[2], "typeName": "Field", "argumentName": m[1]},
+        ),
+    ),
+    (
+        re.compile(
+            r"Field '(\w+)' argument '(\w+)' of type '.*' is required, but it was not "
+            r"provided"
+        ),
+        lambda m: (
+            f"Field '{m[1]}' is missing required arguments: {m[2]}",
+            {"code": "missingRequiredArguments", "className": "Field", "name": m[1], "arguments": m[2]},
+        ),
+    ),
+    (
+        re.compile(r"Variable '\$(\w+)' is never used(?: in operation '(\w+)')?"),
+        lambda m: (
+            f"Variable ${m[1]} is declared by {m[2] or 'anonymous query'} but not used",
+            {"code": "variableNotUsed", "variableName": m[1]},
+        ),
+    ),
+    (
+        re.compile(r"Variable '\$(\w+)' is not defined(?: by operation '(\w+)')?"),
+        lambda m: (
+            f"Variable ${m[1]} is used by {m[2] or 'anonymous query'} but not declared",
+            {"code": "variableNotDefined", "variableName": m[1]},
+        ),
+    ),
+    (
+        re.compile(r"Unknown type '(\w+)'"),
+        lambda m: (f"{m[1]} isn't a defined input type", {"code": "typeNotDefined", "typeName": m[1]}),
+    ),
+    (
+        re.compile(r"Value '(.*)' does not exist in '(\w+)' enum"),
+        lambda m: (
+            f"Argument has an invalid value ({m[1]}). Expected type '{m[2]}'.",
+            {"code": "argumentLiteralsIncompatible", "typeName": m[2]},
+        ),
+    ),
+    (
+        re.compile(r"Field '(\w+)' of type '(.*)' must have a selection of subfields"),
+        lambda m: (
+            f"Field must have selections (field '{m[1]}' returns {m[2]} but has no "
+            f"selections. Did you mean '{m[1]} {{ ... }}'?)",
+            {"code": "selectionMismatch", "nodeName": f"field '{m[1]}'", "typeName": m[2]},
+        ),
+    ),
 ]
 
 
@@ -99,7 +144,7 @@ def format_validation_error(error: GraphQLError) -> dict[str, Any]:
     if error.locations:
         out["locations"] = [{"line": loc.line, "column": loc.column} for loc in error.locations]
     if "extensions" not in out and error.message.startswith("Syntax Error"):
-        out["message"] = "syntax error, " + error.message[len("Syntax Error: "):].rstrip(".")
+        out["message"] = "syntax error, " + error.message[len("Syntax Error: ") :].rstrip(".")
     return out
 
 
@@ -111,14 +156,13 @@ _FIELD_UNKNOWN = re.compile(r"Field '(\w+)' is not defined by type '(\w+)'")
 _SCALAR_BAD = re.compile(r"^(\w+) cannot represent")
 
 
-def _explain(schema: Any, path: list[Any], value: Any, error: GraphQLError
-             ) -> tuple[list[Any], str]:
+def _explain(schema: Any, path: list[Any], value: Any, error: GraphQLError) -> tuple[list[Any], str]:
     message = error.message
     m = _ENUM_MISS.search(message)
     if m:
         enum = schema.get_type(m[2])
         names = ", ".join(enum.values) if isinstance(enum, GraphQLEnumType) else ""
-        return path, f'Expected {json.dumps(value)} to be one of: {names}'
+        return path, f"Expected {json.dumps(value)} to be one of: {names}"
     m = _FIELD_MISSING.search(message)
     if m:
         return path + [m[1]], "Expected value to not be null"
@@ -133,8 +177,9 @@ def _explain(schema: Any, path: list[Any], value: Any, error: GraphQLError
     return path, message.split(" Did you mean")[0]
 
 
-def check_variables(schema: Any, operation: OperationDefinitionNode, source: str,
-                    variables: dict[str, Any]) -> list[dict[str, Any]]:
+def check_variables(
+    schema: Any, operation: OperationDefinitionNode, source: str, variables: dict[str, Any]
+) -> list[dict[str, Any]]:
     errors: list[dict[str, Any]] = []
     for var_def in operation.variable_definitions or ():
         name = var_def.variable.name.value
@@ -150,18 +195,24 @@ def check_variables(schema: Any, operation: OperationDefinitionNode, source: str
             if var_type.__class__.__name__ == "GraphQLNonNull":
                 problems.append({"path": [], "explanation": "Expected value to not be null"})
         else:
-            def on_error(path: list[Any], invalid: Any, error: GraphQLError,
-                         sink: list[dict[str, Any]] = problems) -> None:
+
+            def on_error(
+                path: list[Any], invalid: Any, error: GraphQLError, sink: list[dict[str, Any]] = problems
+            ) -> None:
                 p, explanation = _explain(schema, list(path), invalid, error)
                 sink.append({"path": p, "explanation": explanation})
 
             coerce_input_value(value, var_type, on_error)
         if not problems:
             continue
-        type_text = source[var_def.type.loc.start:var_def.type.loc.end] if var_def.type.loc \
+        type_text = (
+            source[var_def.type.loc.start : var_def.type.loc.end]
+            if var_def.type.loc
             else str(get_named_type(var_type))
-        where = ", ".join(f"{'.'.join(str(x) for x in p['path'])} ({p['explanation']})"
-                          for p in problems if p["path"])
+        )
+        where = ", ".join(
+            f"{'.'.join(str(x) for x in p['path'])} ({p['explanation']})" for p in problems if p["path"]
+        )
         message = f"Variable ${name} of type {type_text} was provided invalid value"
         if where:
             message += f" for {where}"
@@ -185,8 +236,7 @@ def _count_objects(value: Any) -> int:
 # --- The request ----------------------------------------------------------------------------------
 
 
-def authenticate(store: Store, domain: str | None, token: str | None
-                 ) -> tuple[Shop | None, Response | None]:
+def authenticate(store: Store, domain: str | None, token: str | None) -> tuple[Shop | None, Response | None]:
     shop = store.shop(domain) if domain else None
     if shop is None:
         return None, Response(404, {"errors": "Not Found"})
@@ -196,8 +246,7 @@ def authenticate(store: Store, domain: str | None, token: str | None
     return shop, None
 
 
-def handle_graphql(store: Store, shop: Shop, token: str, version: str, raw_body: bytes
-                   ) -> Response:
+def handle_graphql(store: Store, shop: Shop, token: str, version: str, raw_body: bytes) -> Response:
     """Everything after authentication. Fault injection is decided here (it needs to know
     whether the operation is a mutation) but carried out by the transport."""
     try:
@@ -220,12 +269,20 @@ def handle_graphql(store: Store, shop: Shop, token: str, version: str, raw_body:
     if decision.delay_s > 0:
         time.sleep(decision.delay_s)
     op_label = op_name or (operation.name.value if operation and operation.name else None)
-    root_fields = [s.name.value for s in operation.selection_set.selections
-                   if hasattr(s, "name") and s.name is not None] if operation else []
+    root_fields = (
+        [
+            s.name.value
+            for s in operation.selection_set.selections
+            if hasattr(s, "name") and s.name is not None
+        ]
+        if operation
+        else []
+    )
     if decision.hang or decision.error:
         status = 0 if decision.hang else 503
-        _log(shop, op_label, root_fields, variables, status, None, False,
-             "hang" if decision.hang else "error")
+        _log(
+            shop, op_label, root_fields, variables, status, None, False, "hang" if decision.hang else "error"
+        )
         return Response(503, {"errors": "Service Unavailable"}, fault=decision)
 
     schema = schema_mod.get_schema(version)
@@ -233,10 +290,14 @@ def handle_graphql(store: Store, shop: Shop, token: str, version: str, raw_body:
     if prepared.errors or operation is None:
         errors = [format_validation_error(e) for e in prepared.errors]
         if not errors:
-            errors = [{"message": "An operation name is required" if prepared.document
-                       else "No query string was present"}]
-        payload = {"errors": errors,
-                   "extensions": {"cost": _cost_block(0, 0, shop)}}
+            errors = [
+                {
+                    "message": "An operation name is required"
+                    if prepared.document
+                    else "No query string was present"
+                }
+            ]
+        payload = {"errors": errors, "extensions": {"cost": _cost_block(0, 0, shop)}}
         _log(shop, op_label, root_fields, variables, 200, 0, False)
         return Response(200, payload, fault=decision)
 
@@ -251,25 +312,41 @@ def handle_graphql(store: Store, shop: Shop, token: str, version: str, raw_body:
     charge = min(requested, bucket.size)
     ok, left, wait = bucket.try_take(charge)
     if not ok:
-        payload = {"errors": [{"message": "Throttled",
-                               "extensions": {"code": "THROTTLED",
-                                              "documentation":
-                                                  "https://shopify.dev/api/usage/rate-limits"}}],
-                   "extensions": {"cost": {"requestedQueryCost": requested,
-                                           "actualQueryCost": None,
-                                           "throttleStatus": throttle_status(bucket, left)}}}
+        payload = {
+            "errors": [
+                {
+                    "message": "Throttled",
+                    "extensions": {
+                        "code": "THROTTLED",
+                        "documentation": "https://shopify.dev/api/usage/rate-limits",
+                    },
+                }
+            ],
+            "extensions": {
+                "cost": {
+                    "requestedQueryCost": requested,
+                    "actualQueryCost": None,
+                    "throttleStatus": throttle_status(bucket, left),
+                }
+            },
+        }
         if shop.throttle_mode == "http429":
             _log(shop, op_label, root_fields, variables, 429, requested, True)
-            return Response(429, payload, {"Retry-After": str(max(1, math.ceil(wait)))},
-                            fault=decision)
+            return Response(429, payload, {"Retry-After": str(max(1, math.ceil(wait)))}, fault=decision)
         _log(shop, op_label, root_fields, variables, 200, requested, True)
         return Response(200, payload, fault=decision)
 
     ctx = RequestContext(store=store, shop=shop, scopes=frozenset(shop.tokens.get(token, ())))
     with shop.lock:
-        result = execute(schema, prepared.document, context_value=ctx, variable_values=variables,
-                         operation_name=op_name, field_resolver=default_resolver,
-                         type_resolver=type_resolver)
+        result = execute(
+            schema,
+            prepared.document,
+            context_value=ctx,
+            variable_values=variables,
+            operation_name=op_name,
+            field_resolver=default_resolver,
+            type_resolver=type_resolver,
+        )
     payload: dict[str, Any] = {}
     if result.errors:
         payload["errors"] = [e.formatted for e in result.errors]
@@ -277,13 +354,29 @@ def handle_graphql(store: Store, shop: Shop, token: str, version: str, raw_body:
     actual = 10 * len(root_fields) if is_mutation else max(1, _count_objects(result.data))
     actual = min(actual, charge)
     left = bucket.refund(charge - actual)
-    payload["extensions"] = {"cost": {"requestedQueryCost": requested, "actualQueryCost": actual,
-                                      "throttleStatus": throttle_status(bucket, left)}}
-    _log(shop, op_label, root_fields, variables, 200, actual, False,
-         "lost_response" if decision.lose_response else None)
+    payload["extensions"] = {
+        "cost": {
+            "requestedQueryCost": requested,
+            "actualQueryCost": actual,
+            "throttleStatus": throttle_status(bucket, left),
+        }
+    }
+    _log(
+        shop,
+        op_label,
+        root_fields,
+        variables,
+        200,
+        actual,
+        False,
+        "lost_response" if decision.lose_response else None,
+    )
     return Response(200, payload, fault=decision)
 
 
 def _cost_block(requested: int, actual: int, shop: Shop) -> dict[str, Any]:
-    return {"requestedQueryCost": requested, "actualQueryCost": actual,
-            "throttleStatus": throttle_status(shop.bucket)}
+    return {
+        "requestedQueryCost": requested,
+        "actualQueryCost": actual,
+        "throttleStatus": throttle_status(shop.bucket),
+    }

@@ -56,9 +56,21 @@ class RequestContext:
 # --- Defaults for unmodelled fields -------------------------------------------------------
 
 _SCALAR_DEFAULTS: dict[str, Any] = {
-    "String": "", "ID": "", "Int": 0, "Float": 0.0, "Boolean": False, "Decimal": "0.0",
-    "Money": "0.0", "UnsignedInt64": "0", "JSON": {}, "URL": "", "HTML": "",
-    "FormattedString": "", "Color": "#000000", "UtcOffset": "+00:00", "BigInt": "0",
+    "String": "",
+    "ID": "",
+    "Int": 0,
+    "Float": 0.0,
+    "Boolean": False,
+    "Decimal": "0.0",
+    "Money": "0.0",
+    "UnsignedInt64": "0",
+    "JSON": {},
+    "URL": "",
+    "HTML": "",
+    "FormattedString": "",
+    "Color": "#000000",
+    "UtcOffset": "+00:00",
+    "BigInt": "0",
 }
 
 
@@ -104,9 +116,15 @@ def _cursor(obj: Any, index: int) -> str:
     return base64.b64encode(raw.encode()).decode()
 
 
-def connection(items: list[Any], first: int | None = None, after: str | None = None,
-               last: int | None = None, before: str | None = None, reverse: bool = False,
-               **_ignored: Any) -> dict[str, Any]:
+def connection(
+    items: list[Any],
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+    reverse: bool = False,
+    **_ignored: Any,
+) -> dict[str, Any]:
     """A Relay connection over a Python list, with Shopify-style opaque cursors."""
     ordered = list(reversed(items)) if reverse else list(items)
     cursors = [_cursor(obj, i) for i, obj in enumerate(ordered)]
@@ -117,7 +135,7 @@ def connection(items: list[Any], first: int | None = None, after: str | None = N
         end = cursors.index(before)
     window = list(range(start, max(start, end)))
     if first is not None:
-        window = window[:max(0, first)]
+        window = window[: max(0, first)]
     if last is not None:
         window = window[-last:] if last > 0 else []
     nodes = [ordered[i] for i in window]
@@ -136,6 +154,7 @@ def connection(items: list[Any], first: int | None = None, after: str | None = N
 def conn_of(getter: Callable[[Any], list[Any]]) -> Callable[..., dict[str, Any]]:
     def resolve(obj: Any, _info: GraphQLResolveInfo, **args: Any) -> dict[str, Any]:
         return connection(getter(obj), **args)
+
     return resolve
 
 
@@ -157,17 +176,30 @@ def resource_not_found(value: Any) -> GraphQLError:
 
 # Which scope each root field needs; fields not listed need none.
 REQUIRED_SCOPE: dict[str, str] = {
-    "order": "read_orders", "orders": "read_orders", "node": "read_orders",
-    "nodes": "read_orders", "return": "read_returns", "returnableFulfillments": "read_returns",
-    "returnableFulfillment": "read_returns", "reverseDelivery": "read_returns",
-    "reverseFulfillmentOrder": "read_returns", "returnReasonDefinitions": "read_returns",
-    "returnRequest": "write_returns", "returnApproveRequest": "write_returns",
-    "returnDeclineRequest": "write_returns", "returnCreate": "write_returns",
-    "returnClose": "write_returns", "returnReopen": "write_returns",
-    "returnCancel": "write_returns", "returnProcess": "write_returns",
-    "removeFromReturn": "write_returns", "reverseDeliveryCreateWithShipping": "write_returns",
-    "reverseDeliveryShippingUpdate": "write_returns", "tagsAdd": "write_orders",
-    "tagsRemove": "write_orders", "orderUpdate": "write_orders",
+    "order": "read_orders",
+    "orders": "read_orders",
+    "node": "read_orders",
+    "nodes": "read_orders",
+    "return": "read_returns",
+    "returnableFulfillments": "read_returns",
+    "returnableFulfillment": "read_returns",
+    "reverseDelivery": "read_returns",
+    "reverseFulfillmentOrder": "read_returns",
+    "returnReasonDefinitions": "read_returns",
+    "returnRequest": "write_returns",
+    "returnApproveRequest": "write_returns",
+    "returnDeclineRequest": "write_returns",
+    "returnCreate": "write_returns",
+    "returnClose": "write_returns",
+    "returnReopen": "write_returns",
+    "returnCancel": "write_returns",
+    "returnProcess": "write_returns",
+    "removeFromReturn": "write_returns",
+    "reverseDeliveryCreateWithShipping": "write_returns",
+    "reverseDeliveryShippingUpdate": "write_returns",
+    "tagsAdd": "write_orders",
+    "tagsRemove": "write_orders",
+    "orderUpdate": "write_orders",
 }
 
 
@@ -182,15 +214,19 @@ def check_scope(info: GraphQLResolveInfo) -> None:
     required = f"`{needed}` access scope."
     raise GraphQLError(
         f"Access denied for {info.field_name} field. Required access: {required}",
-        extensions={"code": "ACCESS_DENIED",
-                    "documentation": "https://shopify.dev/api/usage/access-scopes",
-                    "requiredAccess": required})
+        extensions={
+            "code": "ACCESS_DENIED",
+            "documentation": "https://shopify.dev/api/usage/access-scopes",
+            "requiredAccess": required,
+        },
+    )
 
 
 def scoped(fn: Callable[..., Any]) -> Callable[..., Any]:
     def resolve(obj: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
         check_scope(info)
         return fn(info.context, **args)
+
     return resolve
 
 
@@ -230,10 +266,12 @@ def q_order(ctx: RequestContext, id: str) -> Order | None:
     return _typed(ctx, id, "Order")
 
 
-def q_orders(ctx: RequestContext, query: str | None = None, sortKey: str | None = None,
-             **args: Any) -> dict[str, Any]:
-    orders = sorted(ctx.shop.orders.values(),
-                    key=lambda o: (o.created_at, o.num) if sortKey == "CREATED_AT" else o.num)
+def q_orders(
+    ctx: RequestContext, query: str | None = None, sortKey: str | None = None, **args: Any
+) -> dict[str, Any]:
+    orders = sorted(
+        ctx.shop.orders.values(), key=lambda o: (o.created_at, o.num) if sortKey == "CREATED_AT" else o.num
+    )
     return connection(_filter_orders(orders, query), **args)
 
 
@@ -268,13 +306,20 @@ def q_rfo(ctx: RequestContext, id: str) -> ReverseFulfillmentOrder | None:
 
 
 def _returnable(shop: Shop, ful: st.Fulfillment) -> dict[str, Any] | None:
-    lines = [{"fulfillmentLineItem": fli, "quantity": shop.returnable_quantity(fli)}
-             for fli in ful.line_items if shop.returnable_quantity(fli) > 0]
+    lines = [
+        {"fulfillmentLineItem": fli, "quantity": shop.returnable_quantity(fli)}
+        for fli in ful.line_items
+        if shop.returnable_quantity(fli) > 0
+    ]
     if not lines:
         return None
-    return {"__typename": "ReturnableFulfillment", "num": ful.num,
-            "id": st.gid("ReturnableFulfillment", ful.num), "fulfillment": ful,
-            "returnableFulfillmentLineItems": lines}
+    return {
+        "__typename": "ReturnableFulfillment",
+        "num": ful.num,
+        "id": st.gid("ReturnableFulfillment", ful.num),
+        "fulfillment": ful,
+        "returnableFulfillmentLineItems": lines,
+    }
 
 
 def q_returnable_fulfillments(ctx: RequestContext, orderId: str, **args: Any) -> dict[str, Any]:
@@ -292,8 +337,11 @@ def q_reason_definitions(ctx: RequestContext, **args: Any) -> dict[str, Any]:
 
 
 def q_app_installation(ctx: RequestContext) -> dict[str, Any]:
-    return {"__typename": "AppInstallation", "id": "gid://shopify/AppInstallation/1",
-            "accessScopes": [{"handle": s, "description": s} for s in sorted(ctx.scopes)]}
+    return {
+        "__typename": "AppInstallation",
+        "id": "gid://shopify/AppInstallation/1",
+        "accessScopes": [{"handle": s, "description": s} for s in sorted(ctx.scopes)],
+    }
 
 
 # --- Return mutations --------------------------------------------------------------------------
@@ -303,16 +351,16 @@ def _return_payload(ret: Return | None, errors: list[dict[str, Any]]) -> dict[st
     return {"return": ret, "userErrors": errors}
 
 
-def _build_return(ctx: RequestContext, input_: dict[str, Any], prefix: str,
-                  requested: bool) -> dict[str, Any]:
+def _build_return(
+    ctx: RequestContext, input_: dict[str, Any], prefix: str, requested: bool
+) -> dict[str, Any]:
     """Shared by returnRequest (REQUESTED) and returnCreate (OPEN + reverse fulfilment order).
     The whole batch is validated before anything changes: one bad line fails the request."""
     shop, store = ctx.shop, ctx.store
     order = _typed(ctx, input_["orderId"], "Order")
     if order is None:
         # Not recorded; Shopify's usual wording for a missing order.
-        return _return_payload(None, [user_error([prefix, "orderId"], "Order does not exist.",
-                                                 "NOT_FOUND")])
+        return _return_payload(None, [user_error([prefix, "orderId"], "Order does not exist.", "NOT_FOUND")])
     errors: list[dict[str, Any]] = []
     planned: list[tuple[FulfillmentLineItem, dict[str, Any], str, Any]] = []
     asked: dict[int, int] = {}
@@ -324,8 +372,11 @@ def _build_return(ctx: RequestContext, input_: dict[str, Any], prefix: str,
             raise resource_not_found(fli_id)
         fli = shop.lookup(fli_id, "FulfillmentLineItem")
         if fli is None or fli.fulfillment.order is not order:
-            errors.append(user_error(path + ["fulfillmentLineItemId"],
-                                     "Fulfillment Line Item was not found.", "NOT_FOUND"))
+            errors.append(
+                user_error(
+                    path + ["fulfillmentLineItemId"], "Fulfillment Line Item was not found.", "NOT_FOUND"
+                )
+            )
             continue
         legacy = line.get("returnReason")
         definition = None
@@ -333,49 +384,69 @@ def _build_return(ctx: RequestContext, input_: dict[str, Any], prefix: str,
         if def_id is not None:
             definition = next((d for d in REASON_DEFINITIONS if d.id == def_id), None)
             if definition is None:
-                errors.append(user_error(path + ["returnReasonDefinitionId"],
-                                         "Return reason definition was not found.",
-                                         "NOT_FOUND"))  # not recorded
+                errors.append(
+                    user_error(
+                        path + ["returnReasonDefinitionId"],
+                        "Return reason definition was not found.",
+                        "NOT_FOUND",
+                    )
+                )  # not recorded
                 continue
         if legacy is None and definition is None:
             if requested:
-                errors.append(user_error(path + ["returnReason"],
-                                         "Return reason can't be blank", "BLANK"))
+                errors.append(user_error(path + ["returnReason"], "Return reason can't be blank", "BLANK"))
             else:
-                errors.append(user_error(
-                    path, "Return line items Either return reason or return reason definition "
-                    "must be provided", "NOT_FOUND"))
+                errors.append(
+                    user_error(
+                        path,
+                        "Return line items Either return reason or return reason definition must be provided",
+                        "NOT_FOUND",
+                    )
+                )
             continue
         note = line.get("returnReasonNote") or ""
-        is_other = legacy == "OTHER" or (definition is not None
-                                         and definition.handle == "other-reason")
+        is_other = legacy == "OTHER" or (definition is not None and definition.handle == "other-reason")
         if not requested and is_other and not note.strip():
-            errors.append(user_error(
-                path + ["returnReasonNote"],
-                'Return line items return reason note The note is required when the return '
-                'reason is "Other"', "BLANK"))
+            errors.append(
+                user_error(
+                    path + ["returnReasonNote"],
+                    "Return line items return reason note The note is required when the return "
+                    'reason is "Other"',
+                    "BLANK",
+                )
+            )
             continue
         qty = int(line.get("quantity") or 0)
         asked[id(fli)] = asked.get(id(fli), 0) + qty
         if qty <= 0 or asked[id(fli)] > shop.returnable_quantity(fli):
-            errors.append(user_error(path + ["quantity"],
-                                     "Return line item has an invalid quantity.", "INVALID"))
+            errors.append(
+                user_error(path + ["quantity"], "Return line item has an invalid quantity.", "INVALID")
+            )
             continue
         planned.append((fli, line, legacy or definition.legacy, definition))
     if not planned and not errors:
-        errors.append(user_error([prefix, "returnLineItems"],
-                                 "Return must have at least one line item.", "BLANK"))
+        errors.append(
+            user_error([prefix, "returnLineItems"], "Return must have at least one line item.", "BLANK")
+        )
     if errors:
         return _return_payload(None, errors)
-    ret = Return(num=store.next_id(), order=order,
-                 name=f"{order.name}-R{len(order.returns) + 1}",
-                 status="REQUESTED" if requested else "OPEN")
+    ret = Return(
+        num=store.next_id(),
+        order=order,
+        name=f"{order.name}-R{len(order.returns) + 1}",
+        status="REQUESTED" if requested else "OPEN",
+    )
     for fli, line, legacy, definition in planned:
         rli = ReturnLineItem(
-            num=store.next_id(), ret=ret, fulfillment_line_item=fli, quantity=int(line["quantity"]),
-            return_reason=legacy, reason_definition=definition or REASON_BY_LEGACY.get(legacy),
+            num=store.next_id(),
+            ret=ret,
+            fulfillment_line_item=fli,
+            quantity=int(line["quantity"]),
+            return_reason=legacy,
+            reason_definition=definition or REASON_BY_LEGACY.get(legacy),
             return_reason_note=line.get("returnReasonNote") or "",
-            customer_note=line.get("customerNote"))
+            customer_note=line.get("customerNote"),
+        )
         ret.line_items.append(shop.register(rli))
     order.returns.append(shop.register(ret))
     if not requested:
@@ -389,8 +460,13 @@ def _open_rfo(ctx: RequestContext, ret: Return) -> None:
     """A return that becomes OPEN gets its reverse fulfilment order (never while REQUESTED)."""
     rfo = ReverseFulfillmentOrder(num=ctx.store.next_id(), ret=ret)
     for rli in ret.line_items:
-        rfo.line_items.append(ctx.shop.register(RfoLineItem(
-            num=ctx.store.next_id(), rfo=rfo, return_line_item=rli, total_quantity=rli.quantity)))
+        rfo.line_items.append(
+            ctx.shop.register(
+                RfoLineItem(
+                    num=ctx.store.next_id(), rfo=rfo, return_line_item=rli, total_quantity=rli.quantity
+                )
+            )
+        )
     ret.rfos.append(ctx.shop.register(rfo))
 
 
@@ -402,8 +478,9 @@ def m_return_create(ctx: RequestContext, returnInput: dict[str, Any]) -> dict[st
     return _build_return(ctx, returnInput, "returnInput", requested=False)
 
 
-def _find_return(ctx: RequestContext, value: Any, field: list[str]
-                 ) -> tuple[Return | None, list[dict[str, Any]]]:
+def _find_return(
+    ctx: RequestContext, value: Any, field: list[str]
+) -> tuple[Return | None, list[dict[str, Any]]]:
     ret = _typed(ctx, value, "Return")
     if ret is None:
         return None, [user_error(field, "Return not found.", "NOT_FOUND")]
@@ -421,10 +498,16 @@ def m_return_approve(ctx: RequestContext, input: dict[str, Any]) -> dict[str, An
     if ret is None:
         return _return_payload(None, errors)
     if ret.status != "REQUESTED":
-        return _return_payload(None, [user_error(
-            ["input", "id"],
-            "Return is not approvable. Only returns with status REQUESTED can be approved.",
-            "INVALID_STATE")])
+        return _return_payload(
+            None,
+            [
+                user_error(
+                    ["input", "id"],
+                    "Return is not approvable. Only returns with status REQUESTED can be approved.",
+                    "INVALID_STATE",
+                )
+            ],
+        )
     ret.status = "OPEN"
     ret.request_approved_at = st.now_iso()
     _open_rfo(ctx, ret)
@@ -436,12 +519,21 @@ def m_return_decline(ctx: RequestContext, input: dict[str, Any]) -> dict[str, An
     if ret is None:
         return _return_payload(None, errors)
     if ret.status == "DECLINED":
-        return _return_payload(None, [user_error(["input", "id"], "The return is already declined.",
-                                                 "INVALID_STATE")])
+        return _return_payload(
+            None, [user_error(["input", "id"], "The return is already declined.", "INVALID_STATE")]
+        )
     if ret.status != "REQUESTED":
-        return _return_payload(None, [user_error(
-            ["input", "id"], "Return is not declinable. Only non-refunded returns with status "
-            "REQUESTED can be declined.", "INVALID_STATE")])
+        return _return_payload(
+            None,
+            [
+                user_error(
+                    ["input", "id"],
+                    "Return is not declinable. Only non-refunded returns with status "
+                    "REQUESTED can be declined.",
+                    "INVALID_STATE",
+                )
+            ],
+        )
     ret.status = "DECLINED"
     ret.decline = {"reason": input.get("declineReason"), "note": input.get("declineNote")}
     return _changed(ctx, ret)
@@ -454,8 +546,7 @@ def m_return_close(ctx: RequestContext, id: str) -> dict[str, Any]:
     if ret.status == "CLOSED":
         return _return_payload(ret, [])  # idempotent, as recorded
     if ret.status != "OPEN":
-        return _return_payload(None, [user_error(["id"], "Return status is invalid.",
-                                                 "INVALID_STATE")])
+        return _return_payload(None, [user_error(["id"], "Return status is invalid.", "INVALID_STATE")])
     ret.status = "CLOSED"
     ret.closed_at = st.now_iso()
     return _changed(ctx, ret)
@@ -468,8 +559,7 @@ def m_return_reopen(ctx: RequestContext, id: str) -> dict[str, Any]:
     if ret.status == "OPEN":
         return _return_payload(ret, [])  # idempotent, as recorded
     if ret.status != "CLOSED":
-        return _return_payload(None, [user_error(["id"], "Return status is invalid.",
-                                                 "INVALID_STATE")])
+        return _return_payload(None, [user_error(["id"], "Return status is invalid.", "INVALID_STATE")])
     ret.status = "OPEN"
     ret.closed_at = None
     return _changed(ctx, ret)
@@ -483,8 +573,7 @@ def m_return_cancel(ctx: RequestContext, id: str, **_args: Any) -> dict[str, Any
         return _return_payload(ret, [])  # idempotent, as recorded
     processed = any(li.processed_quantity for li in ret.line_items)
     if ret.status not in ("OPEN", "REQUESTED") or processed:
-        return _return_payload(None, [user_error(["id"], "Return is not cancelable.",
-                                                 "INVALID_STATE")])
+        return _return_payload(None, [user_error(["id"], "Return is not cancelable.", "INVALID_STATE")])
     ret.status = "CANCELED"
     return _changed(ctx, ret)
 
@@ -498,18 +587,19 @@ def m_return_process(ctx: RequestContext, input: dict[str, Any]) -> dict[str, An
         path = ["input", "returnLineItems", str(i)]
         rli = next((x for x in ret.line_items if x.id == line.get("id")), None)
         if rli is None:
-            errors.append(user_error(path + ["id"], "Return line item was not found.",
-                                     "NOT_FOUND"))
+            errors.append(user_error(path + ["id"], "Return line item was not found.", "NOT_FOUND"))
             continue
         qty = int(line.get("quantity") or 0)
         if qty <= 0 or qty > rli.quantity - rli.processed_quantity:
-            errors.append(user_error(path + ["quantity"],
-                                     "Return line item has an invalid quantity.", "INVALID"))
+            errors.append(
+                user_error(path + ["quantity"], "Return line item has an invalid quantity.", "INVALID")
+            )
             continue
         plan.append((rli, qty))
     if not errors and ret.status != "OPEN":
-        errors.append(user_error(["input", "returnId"], "Return status is invalid.",
-                                 "INVALID_STATE"))  # not recorded
+        errors.append(
+            user_error(["input", "returnId"], "Return status is invalid.", "INVALID_STATE")
+        )  # not recorded
     if errors:
         return _return_payload(None, errors)
     for rli, qty in plan:
@@ -517,15 +607,14 @@ def m_return_process(ctx: RequestContext, input: dict[str, Any]) -> dict[str, An
     return _changed(ctx, ret)
 
 
-def m_remove_from_return(ctx: RequestContext, returnId: str,
-                         returnLineItems: list[dict[str, Any]] | None = None,
-                         **_args: Any) -> dict[str, Any]:
+def m_remove_from_return(
+    ctx: RequestContext, returnId: str, returnLineItems: list[dict[str, Any]] | None = None, **_args: Any
+) -> dict[str, Any]:
     ret, errors = _find_return(ctx, returnId, ["returnId"])
     if ret is None:
         return _return_payload(None, errors)
     if ret.status not in ("OPEN", "REQUESTED"):
-        return _return_payload(None, [user_error(["returnId"], "Return status is invalid.",
-                                                 "INVALID_STATE")])
+        return _return_payload(None, [user_error(["returnId"], "Return status is invalid.", "INVALID_STATE")])
     plan: list[tuple[ReturnLineItem, int]] = []
     for i, line in enumerate(returnLineItems or []):
         path = ["returnLineItems", str(i)]
@@ -534,11 +623,13 @@ def m_remove_from_return(ctx: RequestContext, returnId: str,
         if qty <= 0:
             errors.append(user_error(None, "Quantity must be greater than 0", "GREATER_THAN"))
         elif rli is None:
-            errors.append(user_error(path + ["returnLineItemId"],
-                                     "Return line item was not found.", "NOT_FOUND"))
+            errors.append(
+                user_error(path + ["returnLineItemId"], "Return line item was not found.", "NOT_FOUND")
+            )
         elif qty > rli.quantity - rli.processed_quantity:
-            errors.append(user_error(path + ["quantity"],
-                                     "Return line item has an invalid quantity.", "INVALID"))
+            errors.append(
+                user_error(path + ["quantity"], "Return line item has an invalid quantity.", "INVALID")
+            )
         else:
             plan.append((rli, qty))
     if errors:
@@ -564,8 +655,9 @@ def _delivery_payload(rd: ReverseDelivery | None, errors: list[dict[str, Any]]) 
     return {"reverseDelivery": rd, "userErrors": errors}
 
 
-def _apply_shipping(rd: ReverseDelivery, tracking: dict[str, Any] | None,
-                    label: dict[str, Any] | None) -> None:
+def _apply_shipping(
+    rd: ReverseDelivery, tracking: dict[str, Any] | None, label: dict[str, Any] | None
+) -> None:
     if tracking:
         if "number" in tracking:
             rd.tracking_number = tracking.get("number")
@@ -577,20 +669,28 @@ def _apply_shipping(rd: ReverseDelivery, tracking: dict[str, Any] | None,
         rd.label_url = label["fileUrl"]
 
 
-def m_reverse_delivery_create(ctx: RequestContext, reverseFulfillmentOrderId: str,
-                              reverseDeliveryLineItems: list[dict[str, Any]],
-                              trackingInput: dict[str, Any] | None = None,
-                              labelInput: dict[str, Any] | None = None,
-                              **_args: Any) -> dict[str, Any]:
+def m_reverse_delivery_create(
+    ctx: RequestContext,
+    reverseFulfillmentOrderId: str,
+    reverseDeliveryLineItems: list[dict[str, Any]],
+    trackingInput: dict[str, Any] | None = None,
+    labelInput: dict[str, Any] | None = None,
+    **_args: Any,
+) -> dict[str, Any]:
     rfo = _typed(ctx, reverseFulfillmentOrderId, "ReverseFulfillmentOrder")
     for line in reverseDeliveryLineItems:
         parsed = st.parse_gid(line.get("reverseFulfillmentOrderLineItemId"))
         if parsed is None or parsed[0] != "ReverseFulfillmentOrderLineItem":
             raise resource_not_found(line.get("reverseFulfillmentOrderLineItemId"))
     if rfo is None:
-        return _delivery_payload(None, [user_error(["reverseFulfillmentOrderId"],
-                                                   "Reverse fulfillment order was not found.",
-                                                   "NOT_FOUND")])
+        return _delivery_payload(
+            None,
+            [
+                user_error(
+                    ["reverseFulfillmentOrderId"], "Reverse fulfillment order was not found.", "NOT_FOUND"
+                )
+            ],
+        )
     errors: list[dict[str, Any]] = []
     plan: list[tuple[RfoLineItem, int]] = []
     if not reverseDeliveryLineItems:
@@ -599,24 +699,29 @@ def m_reverse_delivery_create(ctx: RequestContext, reverseFulfillmentOrderId: st
     used: dict[int, int] = {}
     for i, line in enumerate(reverseDeliveryLineItems):
         path = ["reverseDeliveryLineItems", str(i)]
-        rfo_line = next((x for x in rfo.line_items
-                         if x.id == line.get("reverseFulfillmentOrderLineItemId")), None)
+        rfo_line = next(
+            (x for x in rfo.line_items if x.id == line.get("reverseFulfillmentOrderLineItemId")), None
+        )
         if rfo_line is None:
             errors.append(user_error(path + ["reverseFulfillmentOrderLineItemId"], "must exist"))
             continue
         qty = int(line.get("quantity") or 0)
         used[id(rfo_line)] = used.get(id(rfo_line), 0) + qty
         if qty <= 0 or used[id(rfo_line)] > rfo_line.total_quantity:
-            errors.append(user_error(path + ["quantity"],
-                                     "cannot deliver more items than are returned"))
+            errors.append(user_error(path + ["quantity"], "cannot deliver more items than are returned"))
             continue
         plan.append((rfo_line, qty))
     if errors:
         return _delivery_payload(None, errors)
     rd = ReverseDelivery(num=ctx.store.next_id(), rfo=rfo)
     for rfo_line, qty in plan:
-        rd.line_items.append(ctx.shop.register(ReverseDeliveryLineItem(
-            num=ctx.store.next_id(), delivery=rd, rfo_line_item=rfo_line, quantity=qty)))
+        rd.line_items.append(
+            ctx.shop.register(
+                ReverseDeliveryLineItem(
+                    num=ctx.store.next_id(), delivery=rd, rfo_line_item=rfo_line, quantity=qty
+                )
+            )
+        )
     _apply_shipping(rd, trackingInput, labelInput)
     rfo.deliveries.append(ctx.shop.register(rd))
     rfo.ret.order.updated_at = st.now_iso()
@@ -624,15 +729,18 @@ def m_reverse_delivery_create(ctx: RequestContext, reverseFulfillmentOrderId: st
     return _delivery_payload(rd, [])
 
 
-def m_reverse_delivery_update(ctx: RequestContext, reverseDeliveryId: str,
-                              trackingInput: dict[str, Any] | None = None,
-                              labelInput: dict[str, Any] | None = None,
-                              **_args: Any) -> dict[str, Any]:
+def m_reverse_delivery_update(
+    ctx: RequestContext,
+    reverseDeliveryId: str,
+    trackingInput: dict[str, Any] | None = None,
+    labelInput: dict[str, Any] | None = None,
+    **_args: Any,
+) -> dict[str, Any]:
     rd = _typed(ctx, reverseDeliveryId, "ReverseDelivery")
     if rd is None:
-        return _delivery_payload(None, [user_error(["reverseDeliveryId"],
-                                                   "Reverse delivery was not found.",
-                                                   "NOT_FOUND")])
+        return _delivery_payload(
+            None, [user_error(["reverseDeliveryId"], "Reverse delivery was not found.", "NOT_FOUND")]
+        )
     _apply_shipping(rd, trackingInput, labelInput)
     ctx.mutated = True
     return _delivery_payload(rd, [])
@@ -683,8 +791,10 @@ def m_order_update(ctx: RequestContext, input: dict[str, Any]) -> dict[str, Any]
         return {"order": None, "userErrors": [user_error(["id"], "Order does not exist")]}
     fields = {k: v for k, v in input.items() if k != "id"}
     if not fields:
-        return {"order": order,
-                "userErrors": [user_error(None, "No valid update parameters have been provided")]}
+        return {
+            "order": order,
+            "userErrors": [user_error(None, "No valid update parameters have been provided")],
+        }
     if "phone" in fields and fields["phone"] and not _PHONE.match(fields["phone"]):
         return {"order": order, "userErrors": [user_error(["phone"], "Phone is invalid")]}
     # orderUpdate overwrites: tags replace all tags, note replaces the whole note.
@@ -704,45 +814,55 @@ def m_order_update(ctx: RequestContext, input: dict[str, Any]) -> dict[str, Any]
 # --- Wiring ----------------------------------------------------------------------------------
 
 QUERY_FIELDS: dict[str, Callable[..., Any]] = {
-    "order": q_order, "orders": q_orders, "node": q_node, "nodes": q_nodes, "return": q_return,
+    "order": q_order,
+    "orders": q_orders,
+    "node": q_node,
+    "nodes": q_nodes,
+    "return": q_return,
     "returnableFulfillments": q_returnable_fulfillments,
     "returnReasonDefinitions": q_reason_definitions,
-    "currentAppInstallation": q_app_installation, "reverseDelivery": q_reverse_delivery,
+    "currentAppInstallation": q_app_installation,
+    "reverseDelivery": q_reverse_delivery,
     "reverseFulfillmentOrder": q_rfo,
 }
 
 MUTATION_FIELDS: dict[str, Callable[..., Any]] = {
-    "returnRequest": m_return_request, "returnCreate": m_return_create,
-    "returnApproveRequest": m_return_approve, "returnDeclineRequest": m_return_decline,
-    "returnClose": m_return_close, "returnReopen": m_return_reopen,
-    "returnCancel": m_return_cancel, "returnProcess": m_return_process,
+    "returnRequest": m_return_request,
+    "returnCreate": m_return_create,
+    "returnApproveRequest": m_return_approve,
+    "returnDeclineRequest": m_return_decline,
+    "returnClose": m_return_close,
+    "returnReopen": m_return_reopen,
+    "returnCancel": m_return_cancel,
+    "returnProcess": m_return_process,
     "removeFromReturn": m_remove_from_return,
     "reverseDeliveryCreateWithShipping": m_reverse_delivery_create,
     "reverseDeliveryShippingUpdate": m_reverse_delivery_update,
-    "tagsAdd": m_tags_add, "tagsRemove": m_tags_remove, "orderUpdate": m_order_update,
+    "tagsAdd": m_tags_add,
+    "tagsRemove": m_tags_remove,
+    "orderUpdate": m_order_update,
 }
 
 
 def _deliverable(rd: ReverseDelivery) -> dict[str, Any] | None:
     tracking = None
     if rd.tracking_number or rd.tracking_url or rd.carrier_name:
-        tracking = {"number": rd.tracking_number, "url": rd.tracking_url,
-                    "carrierName": rd.carrier_name}
+        tracking = {"number": rd.tracking_number, "url": rd.tracking_url, "carrierName": rd.carrier_name}
     label = {"publicFileUrl": rd.label_url, "createdAt": st.now_iso()} if rd.label_url else None
-    return {"__typename": "ReverseDeliveryShippingDeliverable", "tracking": tracking,
-            "label": label}
+    return {"__typename": "ReverseDeliveryShippingDeliverable", "tracking": tracking, "label": label}
 
 
 def _list_first(getter: Callable[[Any], list[Any]]) -> Callable[..., list[Any]]:
-    def resolve(obj: Any, _info: GraphQLResolveInfo, first: int | None = None,
-                **_a: Any) -> list[Any]:
+    def resolve(obj: Any, _info: GraphQLResolveInfo, first: int | None = None, **_a: Any) -> list[Any]:
         items = getter(obj)
         return items[:first] if first is not None else items
+
     return resolve
 
 
-def _order_returns(order: Order, _info: GraphQLResolveInfo, query: str | None = None,
-                   **args: Any) -> dict[str, Any]:
+def _order_returns(
+    order: Order, _info: GraphQLResolveInfo, query: str | None = None, **args: Any
+) -> dict[str, Any]:
     items = order.returns
     for key, quoted, bare in _QUERY_TERM.findall(query or ""):
         if key == "status":
@@ -762,7 +882,8 @@ TYPE_FIELDS: dict[str, dict[str, Callable[..., Any]]] = {
         "lineItems": conn_of(lambda o: o.line_items),
         "fulfillments": _list_first(lambda o: o.fulfillments),
         "returns": _order_returns,
-        "createdAt": attr(lambda o: o.created_at), "updatedAt": attr(lambda o: o.updated_at),
+        "createdAt": attr(lambda o: o.created_at),
+        "updatedAt": attr(lambda o: o.updated_at),
         "processedAt": attr(lambda o: o.created_at),
         "legacyResourceId": attr(lambda o: str(o.num)),
         "phone": attr(lambda o: getattr(o, "phone", None)),
@@ -776,7 +897,8 @@ TYPE_FIELDS: dict[str, dict[str, Callable[..., Any]]] = {
     },
     "Fulfillment": {
         "fulfillmentLineItems": conn_of(lambda f: f.line_items),
-        "createdAt": attr(lambda f: f.created_at), "updatedAt": attr(lambda f: f.created_at),
+        "createdAt": attr(lambda f: f.created_at),
+        "updatedAt": attr(lambda f: f.created_at),
         "displayStatus": attr(lambda f: "FULFILLED"),
         "name": attr(lambda f: f"{f.order.name}-F{f.order.fulfillments.index(f) + 1}"),
         "legacyResourceId": attr(lambda f: str(f.num)),
@@ -789,9 +911,11 @@ TYPE_FIELDS: dict[str, dict[str, Callable[..., Any]]] = {
         "returnLineItems": conn_of(lambda r: r.line_items),
         "reverseFulfillmentOrders": conn_of(lambda r: r.rfos),
         "totalQuantity": attr(lambda r: r.total_quantity),
-        "closedAt": attr(lambda r: r.closed_at), "createdAt": attr(lambda r: r.created_at),
+        "closedAt": attr(lambda r: r.closed_at),
+        "createdAt": attr(lambda r: r.created_at),
         "requestApprovedAt": attr(lambda r: r.request_approved_at),
-        "refunds": conn_of(lambda r: []), "exchangeLineItems": conn_of(lambda r: []),
+        "refunds": conn_of(lambda r: []),
+        "exchangeLineItems": conn_of(lambda r: []),
     },
     "ReturnLineItem": {
         "fulfillmentLineItem": attr(lambda x: x.fulfillment_line_item),

@@ -23,8 +23,7 @@ from standin.faults import HANG_LIMIT_S
 from standin.state import Store, shop_view
 
 GRAPHQL_HOST_PATH = re.compile(r"^/admin/api/(?P<version>[\w-]+)/graphql\.json$")
-GRAPHQL_SHOP_PATH = re.compile(
-    r"^/shops/(?P<shop>[^/]+)/admin/api/(?P<version>[\w-]+)/graphql\.json$")
+GRAPHQL_SHOP_PATH = re.compile(r"^/shops/(?P<shop>[^/]+)/admin/api/(?P<version>[\w-]+)/graphql\.json$")
 SHOP_ADMIN_PATH = re.compile(r"^/_standin/shops/(?P<shop>[^/]+)(?P<rest>/.*)?$")
 
 
@@ -39,15 +38,25 @@ def load_seed(store: Store, seed: dict[str, Any]) -> None:
     "restore_rate"?, "throttle_mode"?, "orders": [{"name", "id"?, "line_items", "fulfilled"?,
     "tags"?, "note"?}]}]}."""
     for spec in seed.get("shops", []):
-        shop = store.create_shop(spec["domain"], spec["token"], spec.get("scopes"),
-                                 int(spec.get("bucket_size", 2000)),
-                                 int(spec.get("restore_rate", 100)),
-                                 spec.get("throttle_mode", "graphql"))
+        shop = store.create_shop(
+            spec["domain"],
+            spec["token"],
+            spec.get("scopes"),
+            int(spec.get("bucket_size", 2000)),
+            int(spec.get("restore_rate", 100)),
+            spec.get("throttle_mode", "graphql"),
+        )
         for order in spec.get("orders", []):
-            store.create_order(shop, order["name"], order.get("line_items", []),
-                               order_id=_num(order.get("id") or order.get("order_id")),
-                               fulfilled=order.get("fulfilled", True), tags=order.get("tags"),
-                               note=order.get("note"), email=order.get("email"))
+            store.create_order(
+                shop,
+                order["name"],
+                order.get("line_items", []),
+                order_id=_num(order.get("id") or order.get("order_id")),
+                fulfilled=order.get("fulfilled", True),
+                tags=order.get("tags"),
+                note=order.get("note"),
+                email=order.get("email"),
+            )
 
 
 def _num(value: Any) -> int | None:
@@ -68,9 +77,14 @@ def admin_dispatch(store: Store, method: str, path: str, body: dict[str, Any]) -
         load_seed(store, body)
         return {"ok": True}
     if path == "/_standin/shops" and method == "POST":
-        store.create_shop(body["domain"], body["token"], body.get("scopes"),
-                          int(body.get("bucket_size", 2000)), int(body.get("restore_rate", 100)),
-                          body.get("throttle_mode", "graphql"))
+        store.create_shop(
+            body["domain"],
+            body["token"],
+            body.get("scopes"),
+            int(body.get("bucket_size", 2000)),
+            int(body.get("restore_rate", 100)),
+            body.get("throttle_mode", "graphql"),
+        )
         return {"ok": True}
     if path == "/_standin/shops" and method == "GET":
         return {"shops": sorted(store.shops)}
@@ -97,27 +111,45 @@ def admin_dispatch(store: Store, method: str, path: str, body: dict[str, Any]) -
             shop.throttle_mode = body["throttle_mode"]
         return {"ok": True}
     if rest == "/faults" and method == "POST":
-        shop.faults.configure(**{k: body[k] for k in ("latency_ms", "jitter_ms", "error_rate",
-                                                      "hang_rate", "lost_response_rate", "seed")
-                                 if k in body})
+        shop.faults.configure(
+            **{
+                k: body[k]
+                for k in ("latency_ms", "jitter_ms", "error_rate", "hang_rate", "lost_response_rate", "seed")
+                if k in body
+            }
+        )
         return {"ok": True}
     if rest == "/orders" and method == "POST":
-        order = store.create_order(shop, body["name"], body.get("line_items", []),
-                                   order_id=_num(body.get("order_id")),
-                                   fulfilled=body.get("fulfilled", True), tags=body.get("tags"),
-                                   note=body.get("note"), email=body.get("email"))
-        return {"id": order.id, "name": order.name,
-                "line_items": [li.id for li in order.line_items],
-                "fulfillments": [f.id for f in order.fulfillments]}
+        order = store.create_order(
+            shop,
+            body["name"],
+            body.get("line_items", []),
+            order_id=_num(body.get("order_id")),
+            fulfilled=body.get("fulfilled", True),
+            tags=body.get("tags"),
+            note=body.get("note"),
+            email=body.get("email"),
+        )
+        return {
+            "id": order.id,
+            "name": order.name,
+            "line_items": [li.id for li in order.line_items],
+            "fulfillments": [f.id for f in order.fulfillments],
+        }
     fm = re.match(r"^/orders/(?P<order>[^/]+)/fulfillments$", rest)
     if fm and method == "POST":
         order = shop.orders.get(_num(unquote(fm["order"])) or -1)
         if order is None:
             raise AdminError(404, f"unknown order {fm['order']}")
-        ful = store.fulfill(shop, order, body.get("line_items"),
-                            fulfillment_id=_num(body.get("fulfillment_id")))
-        return {"id": ful.id, "line_items": [{"id": x.id, "line_item_id": x.line_item.id,
-                                              "quantity": x.quantity} for x in ful.line_items]}
+        ful = store.fulfill(
+            shop, order, body.get("line_items"), fulfillment_id=_num(body.get("fulfillment_id"))
+        )
+        return {
+            "id": ful.id,
+            "line_items": [
+                {"id": x.id, "line_item_id": x.line_item.id, "quantity": x.quantity} for x in ful.line_items
+            ],
+        }
     raise AdminError(404, f"no admin route {method} {path}")
 
 
@@ -252,16 +284,17 @@ class RunningStandin:
         self.thread.join(timeout=5)
 
 
-def make_server(port: int, host: str = "127.0.0.1", store: Store | None = None
-                ) -> StandinHTTPServer:
+def make_server(port: int, host: str = "127.0.0.1", store: Store | None = None) -> StandinHTTPServer:
     return StandinHTTPServer((host, port), store or Store())
 
 
 def start_in_thread(port: int = 0, host: str = "127.0.0.1") -> RunningStandin:
     """Run the stand-in in a daemon thread (for tests); port 0 picks a free port."""
     server = make_server(port, host)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                              name="standin", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="standin", daemon=True
+    )
     thread.start()
-    return RunningStandin(server=server, thread=thread, store=server.store, host=host,
-                          port=server.server_address[1])
+    return RunningStandin(
+        server=server, thread=thread, store=server.store, host=host, port=server.server_address[1]
+    )

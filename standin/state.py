@@ -33,7 +33,7 @@ def parse_gid(value: Any) -> tuple[str, int] | None:
     """Split 'gid://shopify/Kind/123' into ('Kind', 123); None when it is not such a gid."""
     if not isinstance(value, str) or not value.startswith("gid://shopify/"):
         return None
-    rest = value[len("gid://shopify/"):].split("?", 1)[0]
+    rest = value[len("gid://shopify/") :].split("?", 1)[0]
     kind, _, num = rest.partition("/")
     if not kind or not num.isdigit():
         return None
@@ -131,8 +131,9 @@ class Order:
         return gid("Order", self.num)
 
     def fulfilled_quantity(self, line_item: LineItem) -> int:
-        return sum(f.quantity for ful in self.fulfillments for f in ful.line_items
-                   if f.line_item is line_item)
+        return sum(
+            f.quantity for ful in self.fulfillments for f in ful.line_items if f.line_item is line_item
+        )
 
     def return_status(self) -> str:
         """Order.returnStatus as the lifecycle capture shows it: any REQUESTED return wins, then
@@ -321,9 +322,13 @@ class Shop:
         return obj if obj is not None and obj.typename == typename else None
 
     def returned_quantity(self, fli: FulfillmentLineItem) -> int:
-        return sum(rli.quantity for r in fli.fulfillment.order.returns
-                   if r.status in ACTIVE_RETURN_STATUSES
-                   for rli in r.line_items if rli.fulfillment_line_item is fli)
+        return sum(
+            rli.quantity
+            for r in fli.fulfillment.order.returns
+            if r.status in ACTIVE_RETURN_STATUSES
+            for rli in r.line_items
+            if rli.fulfillment_line_item is fli
+        )
 
     def returnable_quantity(self, fli: FulfillmentLineItem) -> int:
         return max(0, fli.quantity - self.returned_quantity(fli))
@@ -359,24 +364,40 @@ class Store:
                 return shop
         return None
 
-    def create_shop(self, domain: str, token: str, scopes: list[str] | None = None,
-                    bucket_size: int = 2000, restore_rate: int = 100,
-                    throttle_mode: str = "graphql") -> Shop:
+    def create_shop(
+        self,
+        domain: str,
+        token: str,
+        scopes: list[str] | None = None,
+        bucket_size: int = 2000,
+        restore_rate: int = 100,
+        throttle_mode: str = "graphql",
+    ) -> Shop:
         if throttle_mode not in ("graphql", "http429"):
             raise ValueError("throttle_mode must be 'graphql' or 'http429'")
-        shop = Shop(domain=domain.lower(),
-                    tokens={token: list(DEFAULT_SCOPES if scopes is None else scopes)},
-                    bucket=LeakyBucket(bucket_size, restore_rate), throttle_mode=throttle_mode)
+        shop = Shop(
+            domain=domain.lower(),
+            tokens={token: list(DEFAULT_SCOPES if scopes is None else scopes)},
+            bucket=LeakyBucket(bucket_size, restore_rate),
+            throttle_mode=throttle_mode,
+        )
         with self.lock:
             self.shops[shop.domain] = shop
         return shop
 
     # --- Seeding: dev-store style order creation and fulfilment. ---
 
-    def create_order(self, shop: Shop, name: str, line_items: list[dict[str, Any]],
-                     order_id: int | None = None, fulfilled: bool = True,
-                     tags: list[str] | None = None, note: str | None = None,
-                     email: str | None = None) -> Order:
+    def create_order(
+        self,
+        shop: Shop,
+        name: str,
+        line_items: list[dict[str, Any]],
+        order_id: int | None = None,
+        fulfilled: bool = True,
+        tags: list[str] | None = None,
+        note: str | None = None,
+        email: str | None = None,
+    ) -> Order:
         with shop.lock:
             num = order_id or self.next_id()
             if num in shop.orders:
@@ -386,17 +407,22 @@ class Store:
             order = Order(num=num, name=name, tags=normalize_tags(tags), note=note, email=email)
             for spec in line_items:
                 li_num = _numeric(spec.get("id")) or self.next_id()
-                li = LineItem(num=li_num, title=str(spec.get("title") or f"Item {li_num}"),
-                              quantity=int(spec.get("quantity", 1)), order=order,
-                              sku=spec.get("sku"))
+                li = LineItem(
+                    num=li_num,
+                    title=str(spec.get("title") or f"Item {li_num}"),
+                    quantity=int(spec.get("quantity", 1)),
+                    order=order,
+                    sku=spec.get("sku"),
+                )
                 order.line_items.append(shop.register(li))
             shop.orders[num] = shop.register(order)
             if fulfilled:
                 self.fulfill(shop, order, None)
             return order
 
-    def fulfill(self, shop: Shop, order: Order, lines: list[dict[str, Any]] | None,
-                fulfillment_id: int | None = None) -> Fulfillment:
+    def fulfill(
+        self, shop: Shop, order: Order, lines: list[dict[str, Any]] | None, fulfillment_id: int | None = None
+    ) -> Fulfillment:
         """Fulfil some or all unfulfilled quantity. `lines`: [{"id": line item gid/number,
         "quantity": n, optional "fulfillment_line_item_id"}]; None means everything left."""
         with shop.lock:
@@ -420,8 +446,9 @@ class Store:
                 raise ValueError(f"nothing left to fulfil on {order.name}")
             ful = Fulfillment(num=fulfillment_id or self.next_id(), order=order)
             for li, qty, fli_num in wanted:
-                fli = FulfillmentLineItem(num=fli_num or self.next_id(), line_item=li,
-                                          quantity=qty, fulfillment=ful)
+                fli = FulfillmentLineItem(
+                    num=fli_num or self.next_id(), line_item=li, quantity=qty, fulfillment=ful
+                )
                 ful.line_items.append(shop.register(fli))
             order.fulfillments.append(shop.register(ful))
             order.updated_at = now_iso()
@@ -446,45 +473,89 @@ def _numeric(value: Any) -> int | None:
 
 def order_view(shop: Shop, order: Order) -> dict[str, Any]:
     return {
-        "id": order.id, "name": order.name, "tags": list(order.tags), "note": order.note,
+        "id": order.id,
+        "name": order.name,
+        "tags": list(order.tags),
+        "note": order.note,
         "returnStatus": order.return_status(),
         "displayFulfillmentStatus": order.display_fulfillment_status(),
-        "lineItems": [{"id": li.id, "title": li.title, "quantity": li.quantity,
-                       "fulfilledQuantity": order.fulfilled_quantity(li)}
-                      for li in order.line_items],
-        "fulfillments": [{"id": f.id, "createdAt": f.created_at,
-                          "lineItems": [{"id": x.id, "lineItemId": x.line_item.id,
-                                         "quantity": x.quantity,
-                                         "returnableQuantity": shop.returnable_quantity(x)}
-                                        for x in f.line_items]}
-                         for f in order.fulfillments],
+        "lineItems": [
+            {
+                "id": li.id,
+                "title": li.title,
+                "quantity": li.quantity,
+                "fulfilledQuantity": order.fulfilled_quantity(li),
+            }
+            for li in order.line_items
+        ],
+        "fulfillments": [
+            {
+                "id": f.id,
+                "createdAt": f.created_at,
+                "lineItems": [
+                    {
+                        "id": x.id,
+                        "lineItemId": x.line_item.id,
+                        "quantity": x.quantity,
+                        "returnableQuantity": shop.returnable_quantity(x),
+                    }
+                    for x in f.line_items
+                ],
+            }
+            for f in order.fulfillments
+        ],
         "returns": [r.id for r in order.returns],
     }
 
 
 def return_view(ret: Return) -> dict[str, Any]:
     return {
-        "id": ret.id, "name": ret.name, "status": ret.status, "orderId": ret.order.id,
-        "closedAt": ret.closed_at, "decline": ret.decline, "createdAt": ret.created_at,
-        "lines": [{"id": li.id, "fulfillmentLineItemId": li.fulfillment_line_item.id,
-                   "lineItemId": li.fulfillment_line_item.line_item.id,
-                   "quantity": li.quantity, "processedQuantity": li.processed_quantity,
-                   "returnReason": li.return_reason,
-                   "returnReasonDefinition": (li.reason_definition.handle
-                                              if li.reason_definition else None),
-                   "returnReasonNote": li.return_reason_note, "customerNote": li.customer_note}
-                  for li in ret.line_items],
+        "id": ret.id,
+        "name": ret.name,
+        "status": ret.status,
+        "orderId": ret.order.id,
+        "closedAt": ret.closed_at,
+        "decline": ret.decline,
+        "createdAt": ret.created_at,
+        "lines": [
+            {
+                "id": li.id,
+                "fulfillmentLineItemId": li.fulfillment_line_item.id,
+                "lineItemId": li.fulfillment_line_item.line_item.id,
+                "quantity": li.quantity,
+                "processedQuantity": li.processed_quantity,
+                "returnReason": li.return_reason,
+                "returnReasonDefinition": (li.reason_definition.handle if li.reason_definition else None),
+                "returnReasonNote": li.return_reason_note,
+                "customerNote": li.customer_note,
+            }
+            for li in ret.line_items
+        ],
         "reverseFulfillmentOrders": [
-            {"id": rfo.id, "status": rfo.status,
-             "lines": [{"id": x.id, "returnLineItemId": x.return_line_item.id,
-                        "totalQuantity": x.total_quantity} for x in rfo.line_items],
-             "reverseDeliveries": [
-                 {"id": d.id, "trackingNumber": d.tracking_number, "trackingUrl": d.tracking_url,
-                  "carrierName": d.carrier_name, "labelUrl": d.label_url,
-                  "lines": [{"rfoLineItemId": x.rfo_line_item.id, "quantity": x.quantity}
-                            for x in d.line_items]}
-                 for d in rfo.deliveries]}
-            for rfo in ret.rfos],
+            {
+                "id": rfo.id,
+                "status": rfo.status,
+                "lines": [
+                    {"id": x.id, "returnLineItemId": x.return_line_item.id, "totalQuantity": x.total_quantity}
+                    for x in rfo.line_items
+                ],
+                "reverseDeliveries": [
+                    {
+                        "id": d.id,
+                        "trackingNumber": d.tracking_number,
+                        "trackingUrl": d.tracking_url,
+                        "carrierName": d.carrier_name,
+                        "labelUrl": d.label_url,
+                        "lines": [
+                            {"rfoLineItemId": x.rfo_line_item.id, "quantity": x.quantity}
+                            for x in d.line_items
+                        ],
+                    }
+                    for d in rfo.deliveries
+                ],
+            }
+            for rfo in ret.rfos
+        ],
     }
 
 
@@ -493,9 +564,12 @@ def shop_view(shop: Shop) -> dict[str, Any]:
         return {
             "domain": shop.domain,
             "scopes": {t: list(s) for t, s in shop.tokens.items()},
-            "throttle": {"bucket_size": shop.bucket.size, "restore_rate": shop.bucket.rate,
-                         "currently_available": shop.bucket.available(),
-                         "throttle_mode": shop.throttle_mode},
+            "throttle": {
+                "bucket_size": shop.bucket.size,
+                "restore_rate": shop.bucket.rate,
+                "currently_available": shop.bucket.available(),
+                "throttle_mode": shop.throttle_mode,
+            },
             "faults": shop.faults.as_dict(),
             "orders": [order_view(shop, o) for o in shop.orders.values()],
             "returns": [return_view(r) for o in shop.orders.values() for r in o.returns],

@@ -83,20 +83,22 @@ class LeakyBucket:
 
 def throttle_status(bucket: LeakyBucket, available: int | None = None) -> dict[str, Any]:
     rate = int(bucket.rate) if float(bucket.rate).is_integer() else bucket.rate
-    return {"maximumAvailable": bucket.size,
-            "currentlyAvailable": available if available is not None else bucket.available(),
-            "restoreRate": rate}
+    return {
+        "maximumAvailable": bucket.size,
+        "currentlyAvailable": available if available is not None else bucket.available(),
+        "restoreRate": rate,
+    }
 
 
 DEFAULT_PAGE = 10
 LIST_FACTOR = 10
 
 
-def query_cost(schema: GraphQLSchema, document: Any, operation: OperationDefinitionNode,
-               variables: dict[str, Any]) -> int:
+def query_cost(
+    schema: GraphQLSchema, document: Any, operation: OperationDefinitionNode, variables: dict[str, Any]
+) -> int:
     """Requested cost of one operation (see module docstring)."""
-    fragments = {d.name.value: d for d in document.definitions
-                 if isinstance(d, FragmentDefinitionNode)}
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
     if operation.operation.value == "mutation":
         root = schema.mutation_type
         top_fields = _fields(operation.selection_set, fragments)
@@ -111,8 +113,9 @@ def query_cost(schema: GraphQLSchema, document: Any, operation: OperationDefinit
     return max(1, _selection_cost(schema, root, operation.selection_set, fragments, variables))
 
 
-def _fields(selection_set: SelectionSetNode | None,
-            fragments: dict[str, FragmentDefinitionNode]) -> list[FieldNode]:
+def _fields(
+    selection_set: SelectionSetNode | None, fragments: dict[str, FragmentDefinitionNode]
+) -> list[FieldNode]:
     out: list[FieldNode] = []
     if selection_set is None:
         return out
@@ -138,9 +141,13 @@ def _arg_int(node: FieldNode, name: str, variables: dict[str, Any]) -> int | Non
     return None
 
 
-def _selection_cost(schema: GraphQLSchema, parent: Any, selection_set: SelectionSetNode | None,
-                    fragments: dict[str, FragmentDefinitionNode],
-                    variables: dict[str, Any]) -> int:
+def _selection_cost(
+    schema: GraphQLSchema,
+    parent: Any,
+    selection_set: SelectionSetNode | None,
+    fragments: dict[str, FragmentDefinitionNode],
+    variables: dict[str, Any],
+) -> int:
     total = 0
     for node in _fields(selection_set, fragments):
         name = node.name.value

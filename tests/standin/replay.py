@@ -22,39 +22,97 @@ from standin.server import RunningStandin
 
 CAPTURES = Path("/work/shared/shopify/captures")
 
-QUERY_ROOTS = {"order", "orders", "node", "nodes", "return", "returnableFulfillments",
-               "returnReasonDefinitions", "currentAppInstallation", "reverseDelivery",
-               "reverseFulfillmentOrder"}
-MUTATION_ROOTS = {"returnRequest", "returnApproveRequest", "returnDeclineRequest", "returnCreate",
-                  "returnClose", "returnReopen", "returnCancel", "returnProcess",
-                  "removeFromReturn", "reverseDeliveryCreateWithShipping",
-                  "reverseDeliveryShippingUpdate", "tagsAdd", "tagsRemove", "orderUpdate"}
-GENERATED_KINDS = {"Return", "ReturnLineItem", "ReverseFulfillmentOrder",
-                   "ReverseFulfillmentOrderLineItem", "ReverseDelivery", "ReverseDeliveryLineItem"}
+QUERY_ROOTS = {
+    "order",
+    "orders",
+    "node",
+    "nodes",
+    "return",
+    "returnableFulfillments",
+    "returnReasonDefinitions",
+    "currentAppInstallation",
+    "reverseDelivery",
+    "reverseFulfillmentOrder",
+}
+MUTATION_ROOTS = {
+    "returnRequest",
+    "returnApproveRequest",
+    "returnDeclineRequest",
+    "returnCreate",
+    "returnClose",
+    "returnReopen",
+    "returnCancel",
+    "returnProcess",
+    "removeFromReturn",
+    "reverseDeliveryCreateWithShipping",
+    "reverseDeliveryShippingUpdate",
+    "tagsAdd",
+    "tagsRemove",
+    "orderUpdate",
+}
+GENERATED_KINDS = {
+    "Return",
+    "ReturnLineItem",
+    "ReverseFulfillmentOrder",
+    "ReverseFulfillmentOrderLineItem",
+    "ReverseDelivery",
+    "ReverseDeliveryLineItem",
+}
 # Keys not compared: timestamps and cursors (ids and times are Shopify's own), and fields the
 # stand-in deliberately does not model (money, inventory dispositions, fulfilment orders).
-IGNORED_KEYS = {"createdAt", "updatedAt", "requestApprovedAt", "startCursor", "endCursor",
-                "cursor", "processedAt", "dispositions", "fulfillmentOrders",
-                "displayFinancialStatus", "totalPriceSet", "currentTotalPriceSet",
-                "totalRefundedSet", "refunds", "returnShippingFees", "variant", "location",
-                "email", "customer", "displayName", "originalUnitPriceSet", "taxLines",
-                "discountedUnitPriceSet", "amountSet", "priceSet"}
+IGNORED_KEYS = {
+    "createdAt",
+    "updatedAt",
+    "requestApprovedAt",
+    "startCursor",
+    "endCursor",
+    "cursor",
+    "processedAt",
+    "dispositions",
+    "fulfillmentOrders",
+    "displayFinancialStatus",
+    "totalPriceSet",
+    "currentTotalPriceSet",
+    "totalRefundedSet",
+    "refunds",
+    "returnShippingFees",
+    "variant",
+    "location",
+    "email",
+    "customer",
+    "displayName",
+    "originalUnitPriceSet",
+    "taxLines",
+    "discountedUnitPriceSet",
+    "amountSet",
+    "priceSet",
+}
 # Node types the stand-in does not model: reads of them are not replayed.
-UNMODELLED_TYPES = {"FulfillmentOrder", "FulfillmentHold", "FulfillmentOrderLineItem",
-                    "FulfillmentEvent", "Location"}
+UNMODELLED_TYPES = {
+    "FulfillmentOrder",
+    "FulfillmentHold",
+    "FulfillmentOrderLineItem",
+    "FulfillmentEvent",
+    "Location",
+}
 TIMESTAMP_KEYS = {"closedAt"}  # compared for null-ness only
 
 # Cases known not to replay, with the reason (also listed in standin/README.md).
+_READ_AFTER_WRITE = "2026-04--fulfillment-return-node-read-after-write.json::nodeReads."
 KNOWN_UNREPLAYABLE: dict[str, str] = {
-    "2026-04--fulfillment-return-node-read-after-write.json::nodeReads.returnableFulfillmentNodeRead":
-        "recorded before the return was requested although filed after it; no timeline",
-    "2026-04--fulfillment-return-node-read-after-write.json::nodeReads.returnClosedNodeRead":
-        "recorded between returnClose and returnReopen although filed after both; no timeline",
-    "2026-04--fulfillment-return-node-read-after-write.json::nodeReads.fulfillmentNodeRead":
-        "reads fulfilment tracking info and fulfilment events, which are not modelled",
-    "2026-04--orderUpdate-input-validation.json::mutation":
+    _READ_AFTER_WRITE + "returnableFulfillmentNodeRead": (
+        "recorded before the return was requested although filed after it; no timeline"
+    ),
+    _READ_AFTER_WRITE + "returnClosedNodeRead": (
+        "recorded between returnClose and returnReopen although filed after both; no timeline"
+    ),
+    _READ_AFTER_WRITE + "fulfillmentNodeRead": (
+        "reads fulfilment tracking info and fulfilment events, which are not modelled"
+    ),
+    "2026-04--orderUpdate-input-validation.json::mutation": (
         "the same request also validates a shipping address (province/zip rules); "
-        "the stand-in does not model addresses",
+        "the stand-in does not model addresses"
+    ),
 }
 
 
@@ -83,8 +141,7 @@ def _root_fields(query: str) -> tuple[str, list[str]]:
 
     doc = parse(query)
     op = next(d for d in doc.definitions if isinstance(d, OperationDefinitionNode))
-    return op.operation.value, [s.name.value for s in op.selection_set.selections
-                                if isinstance(s, FieldNode)]
+    return op.operation.value, [s.name.value for s in op.selection_set.selections if isinstance(s, FieldNode)]
 
 
 def _walk_cases(obj: Any, path: str, out: list[tuple[str, dict[str, Any]]]) -> None:
@@ -152,8 +209,7 @@ def load_cases(path: Path) -> tuple[dict[str, Any], list[Case]]:
     if "document" in capture and isinstance(capture.get("mutation"), dict):
         capture["mutation"].setdefault("query", capture["document"])
         capture["mutation"].setdefault("variables", capture.get("variables"))
-        found = [(p, c) for p, c in found if p != ".mutation"] + [(".mutation",
-                                                                    capture["mutation"])]
+        found = [(p, c) for p, c in found if p != ".mutation"] + [(".mutation", capture["mutation"])]
     cases: list[Case] = []
     for case_path, raw in found:
         if case_path.startswith(".upstreamCalls"):
@@ -206,8 +262,9 @@ def _iter_dicts(obj: Any) -> Any:
             yield from _iter_dicts(value)
 
 
-def seed_from_capture(standin: RunningStandin, shop: st.Shop, capture: dict[str, Any],
-                      cases: list[Case]) -> None:
+def seed_from_capture(
+    standin: RunningStandin, shop: st.Shop, capture: dict[str, Any], cases: list[Case]
+) -> None:
     store = standin.store
     orders: dict[int, dict[str, Any]] = {}
     line_owner: dict[int, int] = {}
@@ -228,7 +285,7 @@ def seed_from_capture(standin: RunningStandin, shop: st.Shop, capture: dict[str,
                 spec = orders.setdefault(num, {"name": d["name"], "lines": {}, "tags": None})
                 if "tags" in d and spec["tags"] is None and not in_tag_mutation:
                     spec["tags"] = d["tags"]
-                for li in ((d.get("lineItems") or {}).get("nodes") or []):
+                for li in (d.get("lineItems") or {}).get("nodes") or []:
                     li_num = st.parse_gid(li["id"])[1]
                     spec["lines"][li_num] = (li.get("title"), li.get("quantity"))
                     line_owner[li_num] = num
@@ -240,10 +297,11 @@ def seed_from_capture(standin: RunningStandin, shop: st.Shop, capture: dict[str,
             if kind == "Fulfillment" and "fulfillmentLineItems" in d:
                 entry = fulfillments.setdefault(num, {})
                 for fli in (d["fulfillmentLineItems"] or {}).get("nodes") or []:
-                    titles.setdefault(st.parse_gid(fli["lineItem"]["id"])[1],
-                                      fli["lineItem"].get("title"))
-                    entry[st.parse_gid(fli["id"])[1]] = (st.parse_gid(fli["lineItem"]["id"])[1],
-                                                        fli["quantity"])
+                    titles.setdefault(st.parse_gid(fli["lineItem"]["id"])[1], fli["lineItem"].get("title"))
+                    entry[st.parse_gid(fli["id"])[1]] = (
+                        st.parse_gid(fli["lineItem"]["id"])[1],
+                        fli["quantity"],
+                    )
     for order_num, spec in orders.items():
         lines = dict(spec["lines"])
         for entry in fulfillments.values():
@@ -257,16 +315,25 @@ def seed_from_capture(standin: RunningStandin, shop: st.Shop, capture: dict[str,
                 lines[li_num] = (title, qty or 1)
             if not lines[li_num][0]:
                 lines[li_num] = (titles.get(li_num), lines[li_num][1])
-        store.create_order(shop, spec["name"], [{"id": n, "title": t, "quantity": q}
-                                                for n, (t, q) in lines.items()],
-                           order_id=order_num, fulfilled=False, tags=spec["tags"] or [])
+        store.create_order(
+            shop,
+            spec["name"],
+            [{"id": n, "title": t, "quantity": q} for n, (t, q) in lines.items()],
+            order_id=order_num,
+            fulfilled=False,
+            tags=spec["tags"] or [],
+        )
     for ful_num, entry in fulfillments.items():
         owners = {line_owner.get(li) for li, _ in entry.values()}
         order = shop.orders.get(next(iter(owners))) if len(owners) == 1 else None
         if order is None:
             continue
-        store.fulfill(shop, order, [{"id": li, "quantity": q, "fulfillment_line_item_id": fli}
-                                    for fli, (li, q) in entry.items()], fulfillment_id=ful_num)
+        store.fulfill(
+            shop,
+            order,
+            [{"id": li, "quantity": q, "fulfillment_line_item_id": fli} for fli, (li, q) in entry.items()],
+            fulfillment_id=ful_num,
+        )
 
 
 def upstream_tag_reads(capture: dict[str, Any]) -> dict[str, list[list[str]]]:
@@ -302,8 +369,11 @@ class Replayer:
 
     def send(self, case: Case) -> tuple[int, Any]:
         response = self.session.post(
-            self.url, json={"query": case.query, "variables": self.rewrite(case.variables)},
-            headers={"X-Shopify-Access-Token": self.token}, timeout=30)
+            self.url,
+            json={"query": case.query, "variables": self.rewrite(case.variables)},
+            headers={"X-Shopify-Access-Token": self.token},
+            timeout=30,
+        )
         return response.status_code, response.json()
 
     def compare(self, expected: Any, actual: Any, path: str, diffs: list[str]) -> None:
@@ -322,8 +392,10 @@ class Replayer:
             return
         if isinstance(expected, list) and isinstance(actual, list):
             if len(expected) != len(actual):
-                diffs.append(f"{path}: {len(expected)} items vs {len(actual)}: "
-                             f"{json.dumps(expected)[:300]} vs {json.dumps(actual)[:300]}")
+                diffs.append(
+                    f"{path}: {len(expected)} items vs {len(actual)}: "
+                    f"{json.dumps(expected)[:300]} vs {json.dumps(actual)[:300]}"
+                )
                 return
             for i, (e, a) in enumerate(zip(expected, actual, strict=True)):
                 self.compare(e, a, f"{path}[{i}]", diffs)
@@ -344,8 +416,7 @@ class Replayer:
 def error_codes(payload: Any) -> list[str]:
     if not isinstance(payload, dict) or not isinstance(payload.get("errors"), list):
         return []
-    return sorted(str((e.get("extensions") or {}).get("code") or e.get("message"))
-                  for e in payload["errors"])
+    return sorted(str((e.get("extensions") or {}).get("code") or e.get("message")) for e in payload["errors"])
 
 
 def order_cases(cases: list[Case]) -> list[Case]:
@@ -376,8 +447,7 @@ def replay_file(standin: RunningStandin, path: Path) -> dict[str, tuple[str | No
     capture, cases = load_cases(path)
     version = capture.get("apiVersion") or "2026-04"
     domain = f"replay-{path.stem.lower()}.myshopify.com"
-    shop = standin.store.create_shop(domain, "replay-token", bucket_size=10**9,
-                                     restore_rate=10**6)
+    shop = standin.store.create_shop(domain, "replay-token", bucket_size=10**9, restore_rate=10**6)
     seed_from_capture(standin, shop, capture, cases)
     tag_reads = upstream_tag_reads(capture)
     replayer = Replayer(standin, domain, version)
@@ -397,10 +467,11 @@ def replay_file(standin: RunningStandin, path: Path) -> dict[str, tuple[str | No
         if status != case.status:
             diffs.append(f"HTTP status {case.status} expected, got {status}")
         if error_codes(case.payload) != error_codes(payload):
-            diffs.append(f"errors: expected {error_codes(case.payload)}, "
-                         f"got {error_codes(payload)}: {json.dumps(payload)[:400]}")
-        replayer.compare((case.payload or {}).get("data"), (payload or {}).get("data"), "data",
-                         diffs)
+            diffs.append(
+                f"errors: expected {error_codes(case.payload)}, "
+                f"got {error_codes(payload)}: {json.dumps(payload)[:400]}"
+            )
+        replayer.compare((case.payload or {}).get("data"), (payload or {}).get("data"), "data", diffs)
         results[case.case_id] = (None, diffs)
     return results
 

@@ -28,8 +28,7 @@ def test_recorded_case(standin: RunningStandin, case_id: str) -> None:
 
 
 def test_every_capture_file_has_replayed_cases(standin: RunningStandin) -> None:
-    replayed = {cid.split("::")[0] for cid in all_case_ids()
-                if _result(standin, cid)[0] is None}
+    replayed = {cid.split("::")[0] for cid in all_case_ids() if _result(standin, cid)[0] is None}
     names = {p.name for p in Path(CAPTURES).glob("*.json")}
     # Files made only of other resources' setup/reads are listed in standin/README.md.
     assert "2026-04--returnClose-Reopen-Cancel-state-preconditions.json" in replayed

@@ -9,8 +9,9 @@ import pytest
 
 def _services_up() -> bool:
     pg = subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432"], check=False, timeout=10)
-    rd = subprocess.run(["redis-cli", "-h", "127.0.0.1", "ping"], check=False, timeout=10,
-                        capture_output=True)
+    rd = subprocess.run(
+        ["redis-cli", "-h", "127.0.0.1", "ping"], check=False, timeout=10, capture_output=True
+    )
     return pg.returncode == 0 and rd.returncode == 0
 
 

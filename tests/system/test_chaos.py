@@ -24,10 +24,20 @@ def _fresh_pool_after_postgres_restart() -> Iterator[None]:
 
 def test_small_chaos_run_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
     params = ChaosParams(
-        events=300, orders=40, shops=3, seed=11, duration=20.0, workers=2, concurrency=2,
+        events=300,
+        orders=40,
+        shops=3,
+        seed=11,
+        duration=20.0,
+        workers=2,
+        concurrency=2,
         kill_every=30.0,  # one kill, at 15 s; the Redis flush is at 8 s, the restart at 12 s
-        bucket_size=600, restore_rate=150, converge_timeout=120.0, name="chaos_test",
-        out=str(tmp_path / "chaos.json"))
+        bucket_size=600,
+        restore_rate=150,
+        converge_timeout=120.0,
+        name="chaos_test",
+        out=str(tmp_path / "chaos.json"),
+    )
     report = run(params)
     where = f"report with evidence: {params.out}"
 

@@ -36,11 +36,21 @@ def system() -> Any:
     env = {"SWEEP_AFTER_S": "5", "SWEEP_INTERVAL_S": "2", "SHOPIFY_READ_TIMEOUT_S": "5"}
     with System("e2e", workers=1, concurrency=2, env=env) as running:
         running.add_shop(SHOP, "shpat_local_demo_token")
-        running.standin.create_order(SHOP, "#1106", [
-            {"id": 12695210000533, "quantity": 1, "title": "Linen shirt"},
-            {"id": 12695210000534, "quantity": 2, "title": "Cotton socks"}], order_id=5196695273621)
-        running.standin.create_order(SHOP, "#1107", [
-            {"id": 12695210000600, "quantity": 1, "title": "Wool sweater"}], order_id=5196695273700)
+        running.standin.create_order(
+            SHOP,
+            "#1106",
+            [
+                {"id": 12695210000533, "quantity": 1, "title": "Linen shirt"},
+                {"id": 12695210000534, "quantity": 2, "title": "Cotton socks"},
+            ],
+            order_id=5196695273621,
+        )
+        running.standin.create_order(
+            SHOP,
+            "#1107",
+            [{"id": 12695210000600, "quantity": 1, "title": "Wool sweater"}],
+            order_id=5196695273700,
+        )
         yield running
 
 
@@ -60,8 +70,12 @@ def wait_synced(system: System, return_id: str, state: str) -> dict[str, Any]:
 
 
 def tracking_numbers(ret: dict[str, Any]) -> list[str]:
-    return [d["trackingNumber"] for rfo in ret["reverseFulfillmentOrders"]
-            for d in rfo["reverseDeliveries"] if d["trackingNumber"]]
+    return [
+        d["trackingNumber"]
+        for rfo in ret["reverseFulfillmentOrders"]
+        for d in rfo["reverseDeliveries"]
+        if d["trackingNumber"]
+    ]
 
 
 def test_requested_shows_a_requested_return_with_the_items(system: System) -> None:
@@ -105,7 +119,10 @@ def test_completed_closes_it(system: System) -> None:
     assert order["returnStatus"] == "RETURNED"
     assert EXCHANGE_TAG in order["tags"]
     assert {e["id"]: e["status"] for e in answer["events"]} == {
-        "evt_0001": "applied", "evt_0002": "applied", "evt_0003": "applied"}
+        "evt_0001": "applied",
+        "evt_0002": "applied",
+        "evt_0003": "applied",
+    }
 
 
 def test_label_in_the_box_by_order_name_then_cancelled(system: System) -> None:
@@ -134,7 +151,8 @@ def test_the_buyer_is_never_notified_by_shopify(system: System) -> None:
     def notify_flags(value: Any) -> list[Any]:
         if isinstance(value, dict):
             return [v for k, v in value.items() if k == "notifyCustomer"] + [
-                f for v in value.values() for f in notify_flags(v)]
+                f for v in value.values() for f in notify_flags(v)
+            ]
         if isinstance(value, list):
             return [f for v in value for f in notify_flags(v)]
         return []

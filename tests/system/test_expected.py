@@ -20,27 +20,54 @@ def examples() -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(EXAMPLES.glob("*.json"))]
 
 
-def _ret(gid: str, status: str, lines: list[tuple[int, int]], tracking: list[str] | None = None,
-         ) -> dict[str, Any]:
-    return {"id": gid, "status": status,
-            "lines": [{"lineItemId": f"gid://shopify/LineItem/{n}", "quantity": q} for n, q in lines],
-            "reverseFulfillmentOrders": [{"reverseDeliveries": [
-                {"trackingNumber": t} for t in (tracking or [])]}]}
+def _ret(
+    gid: str,
+    status: str,
+    lines: list[tuple[int, int]],
+    tracking: list[str] | None = None,
+) -> dict[str, Any]:
+    return {
+        "id": gid,
+        "status": status,
+        "lines": [{"lineItemId": f"gid://shopify/LineItem/{n}", "quantity": q} for n, q in lines],
+        "reverseFulfillmentOrders": [
+            {"reverseDeliveries": [{"trackingNumber": t} for t in (tracking or [])]}
+        ],
+    }
 
 
-def demo_state(returns_1106: list[dict[str, Any]], returns_1107: list[dict[str, Any]],
-               tags_1106: list[str], note_1106: str | None, tags_1107: list[str] | None = None,
-               ) -> dict[str, Any]:
-    return {"domain": SHOP, "orders": [
-        {"id": O1106, "name": "#1106", "tags": tags_1106, "note": note_1106,
-         "returns": [r["id"] for r in returns_1106]},
-        {"id": O1107, "name": "#1107", "tags": tags_1107 or [], "note": None,
-         "returns": [r["id"] for r in returns_1107]},
-    ], "returns": returns_1106 + returns_1107}
+def demo_state(
+    returns_1106: list[dict[str, Any]],
+    returns_1107: list[dict[str, Any]],
+    tags_1106: list[str],
+    note_1106: str | None,
+    tags_1107: list[str] | None = None,
+) -> dict[str, Any]:
+    return {
+        "domain": SHOP,
+        "orders": [
+            {
+                "id": O1106,
+                "name": "#1106",
+                "tags": tags_1106,
+                "note": note_1106,
+                "returns": [r["id"] for r in returns_1106],
+            },
+            {
+                "id": O1107,
+                "name": "#1107",
+                "tags": tags_1107 or [],
+                "note": None,
+                "returns": [r["id"] for r in returns_1107],
+            },
+        ],
+        "returns": returns_1106 + returns_1107,
+    }
 
 
-GOOD_1106 = _ret("gid://shopify/Return/1", "CLOSED", [(12695210000533, 1), (12695210000534, 2)],
-                 ["3SSCLD123456789"])
+GOOD_1106 = _ret(
+    "gid://shopify/Return/1", "CLOSED", [(12695210000533, 1), (12695210000534, 2)], ["3SSCLD123456789"]
+)
 GOOD_1107 = _ret("gid://shopify/Return/2", "CANCELED", [(12695210000600, 1)], ["JVGL0612345678"])
 GOOD_NOTE = "Bedankt\n[R-100234] Graag maat M in plaats van L"
 
@@ -79,13 +106,18 @@ def test_duplicate_return_is_reported() -> None:
     state = demo_state([GOOD_1106, twin], [GOOD_1107], ["Sendcloud Return: Exchange"], GOOD_NOTE)
     diffs = compare(examples(), state)
     assert len(diffs) == 1 and "DUPLICATE" in diffs[0]
-    assert summarize(diffs) == {"differences": 1, "duplicate_returns": 1, "missing_returns": 0,
-                                "orders_wrong": 1}
+    assert summarize(diffs) == {
+        "differences": 1,
+        "duplicate_returns": 1,
+        "missing_returns": 0,
+        "orders_wrong": 1,
+    }
 
 
 def test_wrong_status_missing_return_tags_tracking_and_note_are_reported() -> None:
-    open_1106 = _ret("gid://shopify/Return/1", "OPEN", [(12695210000533, 1), (12695210000534, 2)],
-                     ["3SSCLD123456789"])
+    open_1106 = _ret(
+        "gid://shopify/Return/1", "OPEN", [(12695210000533, 1), (12695210000534, 2)], ["3SSCLD123456789"]
+    )
     diffs = compare(examples(), demo_state([open_1106], [GOOD_1107], [], GOOD_NOTE))
     assert any("status OPEN" in d for d in diffs)
     assert any("tag 'sendcloud return: exchange' missing" in d for d in diffs)
@@ -94,8 +126,9 @@ def test_wrong_status_missing_return_tags_tracking_and_note_are_reported() -> No
     assert any("MISSING" in d for d in diffs)
 
     no_tracking = _ret("gid://shopify/Return/1", "CLOSED", [(12695210000533, 1), (12695210000534, 2)])
-    diffs = compare(examples(), demo_state([no_tracking], [GOOD_1107], ["Sendcloud Return: Exchange"],
-                                           GOOD_NOTE))
+    diffs = compare(
+        examples(), demo_state([no_tracking], [GOOD_1107], ["Sendcloud Return: Exchange"], GOOD_NOTE)
+    )
     assert any("tracking []" in d for d in diffs)
 
     twice = GOOD_NOTE + "\n[R-100234] Graag maat M in plaats van L"
@@ -103,14 +136,23 @@ def test_wrong_status_missing_return_tags_tracking_and_note_are_reported() -> No
     assert any("appears 2 times" in d for d in diffs)
 
     # The cancelled return's tag must be gone: no other live return of #1107 uses `refund`.
-    diffs = compare(examples(), demo_state([GOOD_1106], [GOOD_1107], ["Sendcloud Return: Exchange"],
-                                           GOOD_NOTE, tags_1107=["Sendcloud Return: Money back"]))
+    diffs = compare(
+        examples(),
+        demo_state(
+            [GOOD_1106],
+            [GOOD_1107],
+            ["Sendcloud Return: Exchange"],
+            GOOD_NOTE,
+            tags_1107=["Sendcloud Return: Money back"],
+        ),
+    )
     assert any("should not be there" in d for d in diffs)
 
 
 def test_wrong_lines_are_reported() -> None:
-    partial = _ret("gid://shopify/Return/1", "CLOSED", [(12695210000533, 1), (12695210000534, 1)],
-                   ["3SSCLD123456789"])
+    partial = _ret(
+        "gid://shopify/Return/1", "CLOSED", [(12695210000533, 1), (12695210000534, 1)], ["3SSCLD123456789"]
+    )
     diffs = compare(examples(), demo_state([partial], [GOOD_1107], ["Sendcloud Return: Exchange"], GOOD_NOTE))
     assert any("lines" in d for d in diffs)
 
@@ -120,7 +162,8 @@ def test_tag_kept_while_another_live_return_has_the_method() -> None:
     second = copy.deepcopy(events[1])  # created, exchange, on #1106 with other items
     second["id"], second["return"]["id"] = "evt_x", "R-2"
     second["return"]["items"] = [
-        {"line_item_id": "gid://shopify/LineItem/777", "quantity": 1, "reason_id": 1}]
+        {"line_item_id": "gid://shopify/LineItem/777", "quantity": 1, "reason_id": 1}
+    ]
     cancel = copy.deepcopy(second)
     cancel["id"], cancel["type"] = "evt_y", "return.cancelled"
     orders = expected_orders(events + [second, cancel])
