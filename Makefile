@@ -48,8 +48,11 @@ run: demo-shop
 test: venv services
 	$(PY) -m pytest -q
 
+# ruff (lint and format) over the whole tree, mypy over the product code (pyproject.toml says which).
 lint: venv
 	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
 
 bench: venv services
 	$(PY) -m bench

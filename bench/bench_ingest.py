@@ -190,7 +190,7 @@ def run(duration_s: float = 10.0, rate: float = 200.0) -> dict[str, Any]:
     count = int(duration_s * rate)
     _setup_database()
     results: dict[str, Any] = {"duration_s": duration_s, "offered_per_s": rate}
-    for name, spec in (("bare", "ingest.bare:create_app()"), ("real", "ingest.app:create_app()")):
+    for name, spec in (("bare", "ingest.bare:create_app()"), ("real", "ingest.wsgi:application")):
         payloads = _requests(count, name)
         proc, port = _start(spec)
         try:

@@ -62,8 +62,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(predicate: Callable[[], Any], timeout_s: float, interval_s: float = 0.2,
-               what: str = "condition") -> Any:
+def wait_until(
+    predicate: Callable[[], Any], timeout_s: float, interval_s: float = 0.2, what: str = "condition"
+) -> Any:
     """Call ``predicate`` until it returns something truthy, at most ``timeout_s`` seconds."""
     deadline = time.monotonic() + timeout_s
     last_error: BaseException | None = None
@@ -75,8 +76,10 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float, interval_s: float
         except Exception as error:  # noqa: BLE001 - a component still starting raises anything
             last_error = error
         if time.monotonic() >= deadline:
-            raise HarnessError(f"timed out after {timeout_s:.0f}s waiting for {what}"
-                              + (f" (last error: {last_error!r})" if last_error else ""))
+            raise HarnessError(
+                f"timed out after {timeout_s:.0f}s waiting for {what}"
+                + (f" (last error: {last_error!r})" if last_error else "")
+            )
         time.sleep(interval_s)
 
 
@@ -164,10 +167,18 @@ class System:
     ...     system.send(event)
     """
 
-    def __init__(self, name: str, *, workers: int = 2, concurrency: int = 2,
-                 redis_db: int | None = None, env: dict[str, str] | None = None,
-                 log_dir: Path | None = None, start_timeout_s: float = 60.0,
-                 beat: bool = True) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        workers: int = 2,
+        concurrency: int = 2,
+        redis_db: int | None = None,
+        env: dict[str, str] | None = None,
+        log_dir: Path | None = None,
+        start_timeout_s: float = 60.0,
+        beat: bool = True,
+    ) -> None:
         safe = re.sub(r"[^a-z0-9_]", "_", name.lower())
         self.name = safe
         self.database = f"returnsync_bench_{safe}"
@@ -201,8 +212,12 @@ class System:
     def _claim(self, timeout_s: float = 600.0) -> None:
         """Wait (bounded) until this run's name and one Redis db are free on this machine."""
         name_lock = _RunLock(f"name-{self.name}")
-        wait_until(name_lock.try_acquire, timeout_s, interval_s=1.0,
-                   what=f"another run named {self.name!r} to finish")
+        wait_until(
+            name_lock.try_acquire,
+            timeout_s,
+            interval_s=1.0,
+            what=f"another run named {self.name!r} to finish",
+        )
         self._locks.append(name_lock)
         candidates = [self._wanted_redis_db] if self._wanted_redis_db is not None else list(REDIS_DBS)
 
@@ -224,19 +239,21 @@ class System:
     def env(self) -> dict[str, str]:
         """The environment of every process of this run (config/settings.py reads these)."""
         env = dict(os.environ)
-        env.update({
-            "DATABASE_URL": self.database_url,
-            "REDIS_URL": self.redis_url,
-            "INGEST_HOST": HOST,
-            "INGEST_PORT": str(self.ingest_port),
-            "INGEST_SECRETS": BENCH_SECRET,
-            "STATUS_API_TOKEN": BENCH_STATUS_TOKEN,
-            "STANDIN_HOST": HOST,
-            "STANDIN_PORT": str(self.standin_port),
-            "SHOPIFY_URL_TEMPLATE": self.graphql_url_template,
-            "PYTHONUNBUFFERED": "1",
-            "LOG_LEVEL": "INFO",
-        })
+        env.update(
+            {
+                "DATABASE_URL": self.database_url,
+                "REDIS_URL": self.redis_url,
+                "INGEST_HOST": HOST,
+                "INGEST_PORT": str(self.ingest_port),
+                "INGEST_SECRETS": BENCH_SECRET,
+                "STATUS_API_TOKEN": BENCH_STATUS_TOKEN,
+                "STANDIN_HOST": HOST,
+                "STANDIN_PORT": str(self.standin_port),
+                "SHOPIFY_URL_TEMPLATE": self.graphql_url_template,
+                "PYTHONUNBUFFERED": "1",
+                "LOG_LEVEL": "INFO",
+            }
+        )
         env.update(self.env_overrides)
         return env
 
@@ -248,17 +265,24 @@ class System:
         log = self.log_dir / f"{name}.log"
         handle = open(log, "ab")  # noqa: SIM115 - the child owns it; closed when we close ours
         try:
-            popen = subprocess.Popen(argv, cwd=ROOT, env=self.env(), stdout=handle,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)  # own group: kill -9 takes children
+            popen = subprocess.Popen(
+                argv,
+                cwd=ROOT,
+                env=self.env(),
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )  # own group: kill -9 takes children
         finally:
             handle.close()
         return Proc(name, popen, log)
 
     def _run(self, argv: list[str], timeout_s: float = 60.0) -> str:
         """Run a one-shot command of the project (migrate, register-shop) with the run's env."""
-        done = subprocess.run(argv, cwd=ROOT, env=self.env(), capture_output=True, text=True,
-                              timeout=timeout_s, check=False)
+        done = subprocess.run(
+            argv, cwd=ROOT, env=self.env(), capture_output=True, text=True, timeout=timeout_s, check=False
+        )
         if done.returncode != 0:
             raise HarnessError(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
         return done.stdout
@@ -280,8 +304,10 @@ class System:
                 self.start_worker(self.concurrency, wait=False)
             if self.with_beat:
                 schedule = self.log_dir / "celerybeat-schedule"
-                self.procs["beat"] = self._spawn("beat", [
-                    str(VENV_BIN / "celery"), "-A", "tasks.app", "beat", "-l", "info", "-s", str(schedule)])
+                self.procs["beat"] = self._spawn(
+                    "beat",
+                    [str(VENV_BIN / "celery"), "-A", "tasks.app", "beat", "-l", "info", "-s", str(schedule)],
+                )
             for worker in list(self.workers):
                 self._wait_worker_ready(worker)
         except BaseException:
@@ -293,15 +319,23 @@ class System:
         if (ROOT / "standin" / "__main__.py").exists():
             argv = [PYTHON, "-m", "standin", "--port", str(self.standin_port)]
         else:  # the stand-in's CLI has not landed: serve its HTTP server directly
-            argv = [PYTHON, "-c", "import sys; from standin.server import make_server; "
-                    f"make_server({self.standin_port}, '{HOST}').serve_forever()"]
+            argv = [
+                PYTHON,
+                "-c",
+                "import sys; from standin.server import make_server; "
+                f"make_server({self.standin_port}, '{HOST}').serve_forever()",
+            ]
         proc = self.procs["standin"] = self._spawn("standin", argv)
-        wait_until(lambda: self._expect_alive(proc) and self.standin.health(), self.start_timeout_s,
-                   what="the Shopify stand-in")
+        wait_until(
+            lambda: self._expect_alive(proc) and self.standin.health(),
+            self.start_timeout_s,
+            what="the Shopify stand-in",
+        )
 
     def _start_ingest(self) -> None:
-        proc = self.procs["ingest"] = self._spawn("ingest", [
-            str(VENV_BIN / "gunicorn"), "-c", "ingest/gunicorn_conf.py", "ingest.app:create_app()"])
+        proc = self.procs["ingest"] = self._spawn(
+            "ingest", [str(VENV_BIN / "gunicorn"), "-c", "ingest/gunicorn_conf.py", "ingest.wsgi:application"]
+        )
 
         def ready() -> bool:
             self._expect_alive(proc)
@@ -313,11 +347,26 @@ class System:
         """Start one more celery worker process (its own process group); returns its pid."""
         self._worker_seq += 1
         name = f"worker{self._worker_seq}"
-        proc = self._spawn(name, [
-            str(VENV_BIN / "celery"), "-A", "tasks.app", "worker", "-Q", "returns",
-            "--concurrency", str(concurrency or self.concurrency), "-l", "info",
-            # A unique node name per process, so a replacement never collides with the dead one.
-            "-n", f"{name}.{self.name}@%h", "--without-mingle", "--without-gossip"])
+        proc = self._spawn(
+            name,
+            [
+                str(VENV_BIN / "celery"),
+                "-A",
+                "tasks.app",
+                "worker",
+                "-Q",
+                "returns",
+                "--concurrency",
+                str(concurrency or self.concurrency),
+                "-l",
+                "info",
+                # A unique node name per process, so a replacement never collides with the dead one.
+                "-n",
+                f"{name}.{self.name}@%h",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+        )
         self.workers.append(proc)
         if wait:
             self._wait_worker_ready(proc)
@@ -360,15 +409,36 @@ class System:
 
     # --- shops ---
 
-    def add_shop(self, domain: str, token: str | None = None, *, bucket_size: int = 2000,
-                 restore_rate: int = 100, scopes: list[str] | None = None,
-                 language: str = "en") -> str:
+    def add_shop(
+        self,
+        domain: str,
+        token: str | None = None,
+        *,
+        bucket_size: int = 2000,
+        restore_rate: int = 100,
+        scopes: list[str] | None = None,
+        language: str = "en",
+    ) -> str:
         """Create the shop on the stand-in and register it with returnsync; returns the token."""
         token = token or f"shpat_bench_{re.sub(r'[^a-z0-9]', '', domain)[:24]}"
-        self.standin.create_shop(domain, token, scopes=scopes, bucket_size=bucket_size,
-                                 restore_rate=restore_rate)
-        self._run([PYTHON, "-m", "workers.cli", "register-shop", domain, "--token", token,
-                   "--api-url", self.graphql_url_template, "--language", language])
+        self.standin.create_shop(
+            domain, token, scopes=scopes, bucket_size=bucket_size, restore_rate=restore_rate
+        )
+        self._run(
+            [
+                PYTHON,
+                "-m",
+                "workers.cli",
+                "register-shop",
+                domain,
+                "--token",
+                token,
+                "--api-url",
+                self.graphql_url_template,
+                "--language",
+                language,
+            ]
+        )
         self.shops[domain] = token
         return token
 
@@ -389,8 +459,9 @@ class System:
         for attempt in range(max_attempts):
             headers = {"Content-Type": "application/json", **sign(body, str(event["id"]), BENCH_SECRET)}
             try:
-                response = self._session().post(f"{self.ingest_url}/v1/return-events", data=body,
-                                                 headers=headers, timeout=10)
+                response = self._session().post(
+                    f"{self.ingest_url}/v1/return-events", data=body, headers=headers, timeout=10
+                )
                 status = response.status_code
                 if status < 500:
                     return status
@@ -406,7 +477,9 @@ class System:
         """The status API's answer for one return; None when it is unknown (404)."""
         response = self._session().get(
             f"{self.ingest_url}/v1/returns/{shop}/{return_id}",
-            headers={"Authorization": f"Bearer {BENCH_STATUS_TOKEN}"}, timeout=10)
+            headers={"Authorization": f"Bearer {BENCH_STATUS_TOKEN}"},
+            timeout=10,
+        )
         if response.status_code == 404:
             return None
         if response.status_code != 200:
@@ -428,11 +501,20 @@ class System:
         """Restart the local Postgres cluster; returns the seconds it was unavailable (bounded)."""
         start = time.monotonic()
         version = sorted(os.listdir("/etc/postgresql"))[-1]
-        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
-                       check=True, timeout=timeout_s, capture_output=True)
-        wait_until(lambda: subprocess.run(["pg_isready", "-q", "-h", HOST, "-p", "5432"],
-                                          timeout=5, check=False).returncode == 0,
-                   timeout_s, what="Postgres after restart")
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+            check=True,
+            timeout=timeout_s,
+            capture_output=True,
+        )
+        wait_until(
+            lambda: subprocess.run(
+                ["pg_isready", "-q", "-h", HOST, "-p", "5432"], timeout=5, check=False
+            ).returncode
+            == 0,
+            timeout_s,
+            what="Postgres after restart",
+        )
         return time.monotonic() - start
 
     # --- inspection ---
@@ -489,11 +571,11 @@ class System:
     def __enter__(self) -> System:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc is not None:
-            sys.stderr.write(f"returnsync {self.name} failed; logs in {self.log_dir}\n"
-                             f"{self.log_tails()}\n")
+            sys.stderr.write(f"returnsync {self.name} failed; logs in {self.log_dir}\n{self.log_tails()}\n")
         self.close()
 
 

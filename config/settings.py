@@ -11,7 +11,7 @@ import base64
 import os
 from dataclasses import dataclass, fields
 from functools import lru_cache
-from typing import get_type_hints
+from typing import Any, get_type_hints
 
 # A fixed, documented secret for local runs only; production sets INGEST_SECRETS.
 LOCAL_INGEST_SECRET = "whsec_" + base64.b64encode(b"returnsync-local-development-key").decode()
@@ -42,6 +42,12 @@ class Settings:
     shopify_max_attempts: int = 6
     shopify_backoff_base_s: float = 0.5
     shopify_backoff_cap_s: float = 30.0
+
+    # Retries of a whole apply run (workers/retry.py run_policy): attempts per return, counted in
+    # Postgres, then the return is failed (replayable). The defaults span about an hour.
+    apply_max_attempts: int = 10
+    apply_backoff_base_s: float = 5.0
+    apply_backoff_cap_s: float = 600.0
 
     # Worker behaviour.
     waiting_horizon_s: int = 14 * 24 * 3600
@@ -76,7 +82,7 @@ def _convert(raw: str, kind: object) -> object:
 def get_settings() -> Settings:
     """Build settings from the environment: each field is read from its upper-case name."""
     hints = get_type_hints(Settings)
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}
     for field in fields(Settings):
         raw = os.environ.get(field.name.upper())
         if raw is not None and raw != "":

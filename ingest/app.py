@@ -1,4 +1,4 @@
-"""The ingest HTTP service: ``gunicorn -c ingest/gunicorn_conf.py 'ingest.app:create_app()'``.
+"""The ingest HTTP service (served as ``ingest.wsgi:application``, see ingest/gunicorn_conf.py).
 
 ``POST /v1/return-events`` follows INGEST.md exactly. The order of checks is part of the contract
 and of its security: nothing about the body is looked at before its signature is verified (only
@@ -14,7 +14,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -24,10 +23,14 @@ from werkzeug.exceptions import HTTPException
 
 from config import get_settings
 from ingest.openapi import build_spec
-from ingest.schemas import validate_event
-from ingest.signatures import SignatureError, Verifier
+from ingest.signatures import SIGNATURE_HEADERS, SignatureError, Verifier
+from workers.events import InvalidEvent, ReturnEvent, load_event
 from workers.store import db, inbox
 from workers.store.db import DatabaseUnavailable
+from workers.store.inbox import RecordStatus
+
+# Rings the workers' doorbell for an order row; False when the broker could not be reached.
+Enqueue = Callable[[int], bool]
 
 log = logging.getLogger("ingest")
 
@@ -136,32 +139,6 @@ def _is_json(content_type: str | None) -> bool:
     return True
 
 
-_enqueue_order: Callable[[int], bool] | None = None
-_import_failed_at = float("-inf")
-_IMPORT_RETRY_S = 60.0
-
-
-def _default_enqueue(order_id: int) -> bool:
-    """Ring the workers' doorbell with ``tasks.returns.enqueue_order``.
-
-    Imported late and cached: a failed import is not cached by Python and re-running it costs
-    milliseconds per request, so after a failure it is retried once a minute only. Meanwhile the
-    sweep re-enqueues whatever was not rung, so events still get applied, just later.
-    """
-    global _enqueue_order, _import_failed_at
-    if _enqueue_order is None:
-        if time.monotonic() - _import_failed_at < _IMPORT_RETRY_S:
-            return False
-        try:
-            from tasks.returns import enqueue_order
-        except ImportError as exc:
-            _import_failed_at = time.monotonic()
-            log.error("tasks.returns.enqueue_order is not importable (%s); relying on the sweep", exc)
-            return False
-        _enqueue_order = enqueue_order
-    return bool(_enqueue_order(order_id))
-
-
 def _ring_doorbell_after(response: Response, order_id: int) -> Response:
     """Ring the doorbell once the answer has been sent (the event is already committed).
 
@@ -169,7 +146,7 @@ def _ring_doorbell_after(response: Response, order_id: int) -> Response:
     producer does not need to wait for it: a lost doorbell only delays the work until the sweep.
     ``call_on_close`` runs it after gunicorn wrote the response, on the same worker thread.
     """
-    enqueue: Callable[[int], bool] = current_app.config["RETURNSYNC_ENQUEUE"]
+    enqueue: Enqueue = current_app.config["RETURNSYNC_ENQUEUE"]
 
     def ring() -> None:
         try:
@@ -182,14 +159,14 @@ def _ring_doorbell_after(response: Response, order_id: int) -> Response:
     return response
 
 
-def _record_with_one_retry(event: dict[str, Any], body: dict[str, Any]) -> inbox.RecordResult:
+def _record_with_one_retry(event: ReturnEvent, body: dict[str, Any]) -> inbox.RecordResult:
     """Pooled connections die when Postgres restarts; the first use finds out and is discarded.
     One retry on a fresh connection hides that from the producer. It is safe even if the failure
     hit the COMMIT itself: the retry then finds the stored event and answers a duplicate."""
     try:
-        return inbox.record_event(event["shop"], event, body)
+        return inbox.record_event(event, body)
     except DatabaseUnavailable:
-        return inbox.record_event(event["shop"], event, body)
+        return inbox.record_event(event, body)
 
 
 def receive_event() -> Response:
@@ -202,7 +179,7 @@ def receive_event() -> Response:
     if raw is None:
         return _error(413, f"the body is over {settings.ingest_max_body_bytes} bytes")
     try:
-        header_id = verifier.verify(raw, request.headers)
+        header_id = verifier.verify(raw, {name: request.headers.get(name, "") for name in SIGNATURE_HEADERS})
     except SignatureError as exc:
         return _error(401, str(exc))
     try:
@@ -214,25 +191,26 @@ def receive_event() -> Response:
     if isinstance(body.get("id"), str) and body["id"] != header_id:
         return _error(401, "the webhook-id header does not match the body's id")
 
-    event, errors = validate_event(body)
-    if event is None:
-        return _json({"errors": errors}, 422)
+    try:
+        event = load_event(body)
+    except InvalidEvent as exc:
+        return _json({"errors": exc.errors}, 422)
     try:
         result = _record_with_one_retry(event, body)
     except DatabaseUnavailable as exc:
-        log.warning("event %s not stored, database unavailable: %s", event["id"], type(exc).__name__)
+        log.warning("event %s not stored, database unavailable: %s", event.id, type(exc).__name__)
         return _unavailable()
 
-    if result.status == "unknown_shop":
+    if result.status is RecordStatus.UNKNOWN_SHOP:
         return _json({"errors": {"shop": ["unknown shop"]}}, 422)
-    if result.status == "conflict":
-        return _error(409, f"event {event['id']} was already stored with different content")
-    if result.status == "accepted":
-        log.info("event %s accepted for %s (order row %s)", event["id"], event["shop"], result.order_id)
-        return _ring_doorbell_after(_json({"id": event["id"], "status": "accepted"}, 202), result.order_id)
+    if result.status is RecordStatus.CONFLICT:
+        return _error(409, f"event {event.id} was already stored with different content")
+    if result.status is RecordStatus.ACCEPTED and result.order_id is not None:
+        log.info("event %s accepted for %s (order row %s)", event.id, event.shop, result.order_id)
+        return _ring_doorbell_after(_json({"id": event.id, "status": "accepted"}, 202), result.order_id)
     # A duplicate: the producer retried. If the event is still open, its doorbell may have been
     # lost (Redis down at the time); ringing again is cheap and the workers are idempotent.
-    duplicate = _json({"id": event["id"], "status": "duplicate"}, 200)
+    duplicate = _json({"id": event.id, "status": "duplicate"}, 200)
     if result.is_open and result.order_id is not None:
         return _ring_doorbell_after(duplicate, result.order_id)
     return duplicate
@@ -281,14 +259,15 @@ def readyz() -> Response:
     return _json({"status": "ready"}, 200)
 
 
-def create_app(enqueue: Callable[[int], bool] | None = None) -> Flask:
-    """Build the app. ``enqueue`` defaults to ``tasks.returns.enqueue_order``."""
+def create_app(enqueue: Enqueue) -> Flask:
+    """Build the app; ``enqueue`` rings the workers' doorbell (``ingest.wsgi`` passes
+    ``tasks.returns.enqueue_order``; tests pass what they observe)."""
     settings = get_settings()
     app = Flask("ingest")
     app.config["RETURNSYNC_VERIFIER"] = Verifier.from_secrets(
         settings.ingest_secrets, settings.ingest_timestamp_tolerance_s
     )
-    app.config["RETURNSYNC_ENQUEUE"] = enqueue or _default_enqueue
+    app.config["RETURNSYNC_ENQUEUE"] = enqueue
     # Keep the contract's key order in bodies ("id" before "status"); clients may diff them.
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
@@ -304,8 +283,9 @@ def create_app(enqueue: Callable[[int], bool] | None = None) -> Flask:
     def _http_error(exc: HTTPException) -> Response:
         # 404/405 and werkzeug's own 400s answer in JSON like everything else.
         response = _error(exc.code or 500, exc.description or exc.name)
-        if exc.code == 405 and exc.valid_methods:
-            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        valid_methods = getattr(exc, "valid_methods", None)
+        if exc.code == 405 and valid_methods:
+            response.headers["Allow"] = ", ".join(valid_methods)
         if (exc.code or 500) >= 500:
             return _unavailable()
         return response

@@ -1,6 +1,6 @@
 """Gunicorn settings for the ingest service, from ``config.get_settings()`` like everything else.
 
-``gunicorn -c ingest/gunicorn_conf.py 'ingest.app:create_app()'``. gthread workers: each request
+``gunicorn -c ingest/gunicorn_conf.py ingest.wsgi:application``. gthread workers: each request
 mostly waits on one Postgres commit, so threads overlap those waits cheaply.
 """
 

@@ -7,15 +7,8 @@ from typing import Any
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
-from ingest.schemas import (
-    ID_PATTERN,
-    SHOP_PATTERN,
-    AcceptedSchema,
-    ErrorSchema,
-    EventSchema,
-    ReturnStatusSchema,
-    ValidationErrorsSchema,
-)
+from ingest.schemas import AcceptedSchema, ErrorSchema, ReturnStatusSchema, ValidationErrorsSchema
+from workers.events import ID_PATTERN, SHOP_PATTERN, EventSchema
 
 
 def _error(description: str, **extra: Any) -> dict[str, Any]:

@@ -30,6 +30,9 @@ _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _SIG_B64 = re.compile(r"[A-Za-z0-9+/]{43}=")  # exactly one base64 SHA-256 digest
 
 
+SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+
+
 class SignatureError(Exception):
     """Any reason a request is not provably from the producer; the message is safe to return."""
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
 
 from config import get_settings
-from workers.retry import apply_policy
-from workers.store.db import DatabaseUnavailable
+from workers.retry import RetryPolicy, Verdict, run_policy
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +25,11 @@ class ReturnsTask(Task):
     serializer = "json"
     soft_time_limit = _settings.task_deadline_s
     time_limit = _settings.task_deadline_s + 30
-    # No max_retries here: whether to give up is decided by the RetryPolicy against Postgres
-    # (attempts rows), which survives a lost message; Celery's counter does not.
+    # Celery's own retry counter is never consulted: whether to give up is decided by the retry
+    # policy against Postgres (returns.failures), which survives a lost or duplicated message.
     max_retries = None
+    # None: a task that is not retried at all (beat tasks: the next beat is the retry).
+    retry_policy: ClassVar[RetryPolicy | None] = run_policy(_settings)
 
     def retry_in(self, countdown: float, exc: BaseException | None = None) -> None:
         """The one way a task comes back later: re-publish itself with a countdown.
@@ -45,13 +45,11 @@ class ReturnsTask(Task):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().__call__(*args, **kwargs)
-        except (*DatabaseUnavailable, SoftTimeLimitExceeded) as exc:
-            # Postgres unreachable, or the run overran its deadline: nothing was lost (the events
-            # are still open), so come back after the policy's backoff.
-            attempt = int(self.request.retries or 0) + 1
-            policy = apply_policy(get_settings())
-            if not policy.should_retry(attempt):
-                log.error("%s: %s; leaving it to the sweep", self.name, exc)
-                raise
-            self.retry_in(policy.delay(attempt), exc=exc)
-            raise  # unreachable: retry_in raises
+        except Exception as exc:
+            # What escapes a run is what it could not record: Postgres away (not a failure of the
+            # order: come back after the policy's wait). Anything else is raised for Celery to
+            # log; the events are still open in Postgres and the sweep rings the order again.
+            decision = self.retry_policy.decide(exc, attempt=1) if self.retry_policy else None
+            if decision is not None and decision.verdict is Verdict.WAIT:
+                self.retry_in(decision.delay_s, exc=exc)
+            raise

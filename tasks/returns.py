@@ -1,67 +1,39 @@
-"""Tasks of the return sync. Each is thin: ids in, a plain function of ``workers`` does the work."""
+"""Tasks of the return sync. Each is thin: ids in, a plain function of ``workers`` does the work.
+
+Names are stable (they are the wire format in Redis and what Flower shows): ``returns.apply_order``,
+``returns.sweep``, ``returns.replay``.
+"""
 
 from __future__ import annotations
 
 import logging
 
-from config import get_settings
 from tasks.app import app
 from tasks.base import ReturnsTask
-from workers import apply
+from workers import apply, doorbell, repair
 from workers import sweep as sweeping
-from workers.store import inbox
-from workers.store import returns as store
 
 log = logging.getLogger(__name__)
 
 
-@app.task(name="returns.apply_order", base=ReturnsTask, bind=True)
+@app.task(name=doorbell.APPLY_ORDER, base=ReturnsTask, bind=True)
 def apply_order(self: ReturnsTask, order_id: int) -> str:
-    """Apply an order's open events to Shopify, then decide when to come back."""
-    outcome = apply.apply_order(order_id, worker=self.request.hostname)
-    if outcome.kind == "busy":
-        # Another worker holds the order; it will have seen our events or we run right after.
-        self.retry_in(get_settings().order_lock_retry_s)
-    elif outcome.kind == "retry":
-        self.retry_in(outcome.delay_s or 0.0)
+    """Apply an order's open events to Shopify, then come back if the run says when."""
+    result = apply.apply_order(order_id, worker=self.request.hostname)
     # waiting: nothing to schedule here; the sweep rings the order at orders.next_run_at, so a
     # long wait never sits in Redis as a countdown beyond the visibility timeout.
-    return outcome.kind
+    if result.outcome.comes_back:
+        self.retry_in(result.delay_s or 0.0)
+    return str(result.outcome)
 
 
-@app.task(name="returns.sweep", base=ReturnsTask)
+@app.task(name="returns.sweep", base=ReturnsTask, retry_policy=None)
 def sweep() -> int:
     """Beat: ring the doorbell of every order whose work is due (Postgres is the truth)."""
-    return sweeping.sweep(enqueue_order)
+    return sweeping.sweep(doorbell.ring)
 
 
 @app.task(name="returns.replay", base=ReturnsTask)
 def replay(order_id: int) -> int:
     """Operator: put an order's failed and waiting events back to accepted and apply them."""
-    return replay_order(order_id)
-
-
-def replay_order(order_id: int) -> int:
-    """Reset the order's failed and waiting events to accepted and ring its doorbell; returns how
-    many events were reset. If Redis is down the sweep picks them up (enqueued_at is stale)."""
-    count = store.reset_for_replay(order_id)
-    enqueue_order(order_id)
-    return count
-
-
-def enqueue_order(order_id: int) -> bool:
-    """Ring the order's doorbell. Never raises: False (and a log line) when Redis is unreachable,
-    in which case the sweep rings it later because its events keep ``enqueued_at`` unset or old."""
-    try:
-        # retry=False: on the ingest request path a dead broker must cost one failed connect,
-        # not Celery's publish-retry loop.
-        apply_order.apply_async(args=(order_id,), retry=False)
-    except Exception:  # kombu raises several families (OperationalError, redis errors, OSError)
-        log.warning("could not enqueue order %s; the sweep will", order_id, exc_info=True)
-        return False
-    try:
-        inbox.mark_enqueued(order_id)
-    except Exception:
-        # The message is out; a missing mark only means the sweep may ring it once more.
-        log.warning("enqueued order %s but could not mark its events", order_id, exc_info=True)
-    return True
+    return repair.replay(order_id, doorbell.ring)

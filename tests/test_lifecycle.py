@@ -2,34 +2,54 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from workers import lifecycle
+from workers.events import EventItem, EventReturn, OrderRef, Origin, RefundMethod, ReturnEvent, Tracking
 from workers.lifecycle import (
-    APPLIED,
     APPROVE,
     CANCEL,
     CLOSE,
-    CONFLICT,
     CREATE,
     DECLINE,
     DECORATE,
     REQUEST,
-    SUPERSEDED,
     UNTAG,
-    EventView,
-    plan,
-    state_of_type,
+    driving_return,
 )
+from workers.statuses import EventStatus, EventType, ReturnState, ShopifyStatus
 
+APPLIED, SUPERSEDED, CONFLICT = EventStatus.APPLIED, EventStatus.SUPERSEDED, EventStatus.CONFLICT
 T0 = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
 
 
-def ev(event_id: str, state: str, minutes: int) -> EventView:
-    return EventView(event_id, state, T0 + timedelta(minutes=minutes))
+@dataclass(frozen=True)
+class Ev:
+    """The three things the planner reads of an event."""
+
+    id: str
+    state: ReturnState
+    occurred_at: datetime
+
+    @property
+    def sort_key(self) -> tuple[datetime, str]:
+        return (self.occurred_at, self.id)
+
+
+def ev(event_id: str, state: str, minutes: int) -> Ev:
+    return Ev(event_id, ReturnState(state), T0 + timedelta(minutes=minutes))
+
+
+def plan(events, applied, shopify):
+    """The planner, with statuses written as the words the tables below use."""
+    return lifecycle.plan(
+        events, ReturnState(applied) if applied else None, ShopifyStatus(shopify) if shopify else None
+    )
 
 
 REQ = ev("e1", "requested", 0)
@@ -75,7 +95,7 @@ def test_latest_event_of_the_target_state_drives_the_writes():
     early = ev("a", "created", 5)
     late = ev("b", "created", 7)
     result = plan([late, REQ, early], None, None)
-    assert result.snapshot_event_id == "b"
+    assert result.driving_event_id == "b"
     assert result.outcomes == {"a": SUPERSEDED, "b": APPLIED, "e1": SUPERSEDED}
 
 
@@ -140,10 +160,38 @@ def test_cancelled_on_shopify_but_not_recorded_removes_the_tag():
     assert plan([CAN], "created", "CANCELED").steps == (UNTAG,)
 
 
-def test_state_of_type():
-    assert state_of_type("return.completed") == "completed"
-    with pytest.raises(ValueError):
-        state_of_type("return.lost")
+def _event(event_id: str, kind: EventType, minutes: int, **fields) -> ReturnEvent:
+    ret = EventReturn(
+        id="R-1",
+        order=OrderRef("gid://shopify/Order/1", None),
+        origin=Origin.RETURN_PORTAL,
+        items=(EventItem("gid://shopify/LineItem/1", 1, 23),),
+        **fields,
+    )
+    return ReturnEvent(event_id, kind, T0 + timedelta(minutes=minutes), "s.myshopify.com", ret)
+
+
+def test_a_completed_event_without_the_optional_fields_borrows_them_from_the_latest_event():
+    # Given completed (no refund method, no tracking) and two created events that carry them
+    older = _event("c1", EventType.CREATED, 0, refund_method=RefundMethod.REFUND, exchange_note="old")
+    newer = _event("c2", EventType.CREATED, 5, refund_method=RefundMethod.EXCHANGE, tracking=Tracking("3S1"))
+    completed = _event("d", EventType.COMPLETED, 10)
+    events = [completed, older, newer]
+    written = driving_return(lifecycle.plan(events, None, None), events)
+    # Then the return is created from completed, with the latest value of each missing field
+    assert written is not None
+    assert (written.refund_method, written.tracking, written.exchange_note) == (
+        RefundMethod.EXCHANGE,
+        Tracking("3S1"),
+        "old",
+    )
+
+
+def test_the_driving_events_own_fields_are_never_replaced():
+    first = _event("c1", EventType.CREATED, 0, refund_method=RefundMethod.REFUND)
+    later = _event("c2", EventType.CREATED, 5, refund_method=RefundMethod.STORE_CREDIT)
+    written = driving_return(lifecycle.plan([first, later], None, None), [first, later])
+    assert written is not None and written.refund_method == RefundMethod.STORE_CREDIT
 
 
 # --- Properties: arrival order and duplication never change the plan ---------------------------
@@ -154,14 +202,14 @@ APPLIED_STATES = (None, "requested", "created", "completed", "cancelled")
 
 event_sets = st.lists(
     st.builds(
-        lambda i, state, minutes: EventView(f"evt_{i}", state, T0 + timedelta(minutes=minutes)),
+        lambda i, state, minutes: ev(f"evt_{i}", state, minutes),
         st.integers(0, 6),
         st.sampled_from(STATES),
         st.integers(0, 3),  # few distinct times, so ties happen
     ),
     min_size=1,
     max_size=7,
-    unique_by=lambda e: e.event_id,
+    unique_by=lambda e: e.id,
 )
 
 
@@ -182,7 +230,7 @@ def test_any_permutation_and_duplication_gives_the_same_plan(events, applied, sh
 @given(events=event_sets, applied=st.sampled_from(APPLIED_STATES), shopify=st.sampled_from(SHOPIFY))
 def test_every_event_gets_one_outcome_and_at_most_one_is_applied(events, applied, shopify):
     result = plan(events, applied, shopify)
-    assert set(result.outcomes) == {e.event_id for e in events}
+    assert set(result.outcomes) == {e.id for e in events}
     assert list(result.outcomes.values()).count(APPLIED) <= 1
     states = {e.state for e in events}
     # A conflict is reported exactly when both terminal states are in play.

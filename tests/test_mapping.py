@@ -1,4 +1,4 @@
-"""workers.mapping: reasons, reason notes, refund tags, the exchange note and GID normalisation."""
+"""workers.mapping: reasons, reason and customer notes, refund tags and the exchange note."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from workers import mapping
+from workers.events import EventItem
 
 REPO_CSV = Path(mapping.__file__).with_name("reason_map.csv")
 # The spec's copy (../shared, present in CI) is the reference; the repo copy must not drift from it.
@@ -60,34 +61,47 @@ def test_all_reason_handles_covers_the_csv_and_the_overrides() -> None:
     assert "absorbency" in handles and "other-reason" in handles
 
 
-def test_reason_note_carries_the_original_text_and_the_customer_note() -> None:
-    item = {"reason_id": 23, "reason": "Het staat me niet", "customer_note": "Valt te klein"}
-    assert mapping.reason_note(item) == "Het staat me niet — Valt te klein"
-    assert mapping.reason_note({"reason_id": 30, "reason": "Te groot"}) == "Te groot"
+def _item(reason_id: int = 23, reason: str | None = None, customer_note: str | None = None) -> EventItem:
+    return EventItem("gid://shopify/LineItem/1", 1, reason_id, reason, customer_note)
 
 
-def test_reason_note_falls_back_to_the_reason_map_and_is_never_empty() -> None:
-    assert mapping.reason_note({"reason_id": 30}) == "Te groot"
-    assert mapping.reason_note({"reason_id": 30}, language="en") == "Size too large"
-    assert mapping.reason_note({"reason_id": 777, "reason": "  "}) == "Reason 777"
-    assert mapping.reason_note({}) == "Other"
+def test_reason_note_is_exactly_the_original_reason_text() -> None:
+    # PRODUCT.md §2: the original reason text goes as returnReasonNote, nothing added to it.
+    item = _item(23, "Het staat me niet", customer_note="Valt te klein")
+    assert mapping.reason_note(item, "style") == "Het staat me niet"
+    assert mapping.reason_note(_item(30, "  Te groot "), "too-big") == "Te groot"
+
+
+def test_other_without_a_text_gets_the_reason_label_and_other_reasons_get_no_note() -> None:
+    assert mapping.reason_note(_item(7), mapping.OTHER_HANDLE) == "Verkeerde product verzonden"
+    assert mapping.reason_note(_item(7), mapping.OTHER_HANDLE, language="en") == "Wrong product shipped"
+    assert mapping.reason_note(_item(777, "  "), mapping.OTHER_HANDLE) == "Other"
+    assert mapping.reason_note(_item(30), "too-big") is None
+
+
+def test_customer_note_is_exactly_the_buyers_note_or_none() -> None:
+    assert mapping.customer_note(_item(23, "Het staat me niet", "Valt te klein")) == "Valt te klein"
+    assert mapping.customer_note(_item(23, "Het staat me niet")) is None
+    assert mapping.customer_note(_item(23, "Het staat me niet", "   ")) is None
 
 
 def test_reason_note_is_truncated_to_255() -> None:
-    note = mapping.reason_note({"reason_id": 3, "reason": "x" * 200, "customer_note": "y" * 300})
-    assert len(note) == 255
-    assert note.startswith("x" * 200)
+    note = mapping.reason_note(_item(3, "x" * 300), mapping.OTHER_HANDLE)
+    assert note is not None and len(note) == 255
+    assert note.startswith("x" * 250)
 
 
 @given(
     reason=st.one_of(st.none(), st.text(max_size=300)),
-    customer_note=st.one_of(st.none(), st.text(max_size=400)),
-    reason_id=st.one_of(st.none(), st.integers(min_value=-5, max_value=40)),
+    reason_id=st.integers(min_value=1, max_value=40),
 )
-def test_reason_note_invariants(reason: str | None, customer_note: str | None, reason_id: int | None) -> None:
-    note = mapping.reason_note({"reason_id": reason_id, "reason": reason, "customer_note": customer_note})
-    assert 0 < len(note) <= 255
-    assert note.strip()
+def test_a_line_mapped_to_other_always_has_a_note_within_255(reason: str | None, reason_id: int) -> None:
+    handle = mapping.reason_handle(reason_id)
+    note = mapping.reason_note(_item(reason_id, reason), handle)
+    if handle == mapping.OTHER_HANDLE:
+        assert note is not None and note.strip() and len(note) <= 255
+    if reason and reason.strip():
+        assert note is not None and note.startswith(reason.strip()[:200].rstrip())
 
 
 @pytest.mark.parametrize(
@@ -158,31 +172,3 @@ def test_exchange_note_invariants(current: str | None, return_id: str, exchange:
     assert result.startswith(current or "")  # the merchant's text is kept as is
     assert mapping.has_exchange_note(result, return_id)
     assert mapping.append_exchange_note(result, return_id, exchange) is None  # idempotent
-
-
-@pytest.mark.parametrize(
-    ("given_id", "expected"),
-    [
-        ("gid://shopify/Order/5196695273621", "gid://shopify/Order/5196695273621"),
-        ("5196695273621", "gid://shopify/Order/5196695273621"),
-        (5196695273621, "gid://shopify/Order/5196695273621"),
-        (" 42 ", "gid://shopify/Order/42"),
-    ],
-)
-def test_normalise_order_gid(given_id: int | str, expected: str) -> None:
-    assert mapping.normalise_order_gid(given_id) == expected
-
-
-@pytest.mark.parametrize(
-    "bad", ["gid://shopify/LineItem/1", "#1106", "", "0", -3, True, "gid://shopify/Order/x"]
-)
-def test_normalise_order_gid_rejects_other_things(bad: int | str) -> None:
-    with pytest.raises(ValueError):
-        mapping.normalise_order_gid(bad)
-
-
-def test_normalise_line_item_gid() -> None:
-    assert mapping.normalise_line_item_gid("12695210000533") == "gid://shopify/LineItem/12695210000533"
-    assert mapping.normalise_line_item_gid("gid://shopify/LineItem/7") == "gid://shopify/LineItem/7"
-    with pytest.raises(ValueError):
-        mapping.normalise_line_item_gid("gid://shopify/Order/7")

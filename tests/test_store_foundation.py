@@ -26,6 +26,8 @@ def test_graphql_url_defaults_to_the_shopify_template(clean_db: str) -> None:
     shop = shops.register_shop("acme-nl.myshopify.com", "t")
     assert shop.graphql_url == "https://acme-nl.myshopify.com/admin/api/2026-07/graphql.json"
     local = shops.register_shop(
-        "acme-nl.myshopify.com", "t", api_url="http://127.0.0.1:8081/shops/{shop}/admin/api/{version}/graphql.json"
+        "acme-nl.myshopify.com",
+        "t",
+        api_url="http://127.0.0.1:8081/shops/{shop}/admin/api/{version}/graphql.json",
     )
     assert local.graphql_url.startswith("http://127.0.0.1:8081/shops/acme-nl.myshopify.com/")

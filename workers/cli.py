@@ -1,7 +1,6 @@
 """Operator commands: ``python -m workers.cli <command>``.
 
 register-shop   add or update a shop (domain, token, API URL, version, tag language)
-send-example    sign one of the producer's example events and post it to the ingest endpoint
 status          where a return stands (the status API's answer, read from Postgres)
 timeline        every Shopify call made for an order, oldest first
 replay          put an order's failed or waiting events back in the queue
@@ -12,15 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-import uuid
-from pathlib import Path
-
-import requests
-
-from config import get_settings
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "ingest" / "examples"
 
 
 def _register_shop(args: argparse.Namespace) -> int:
@@ -36,37 +26,6 @@ def _register_shop(args: argparse.Namespace) -> int:
         reason_overrides=overrides,
     )
     print(f"shop {shop.domain} registered (id {shop.id}), Shopify endpoint {shop.graphql_url}")
-    return 0
-
-
-def _send_example(args: argparse.Namespace) -> int:
-    from ingest.signatures import sign
-
-    path = Path(args.example)
-    if not path.exists():
-        path = EXAMPLES / args.example
-    event = json.loads(path.read_text())
-    if args.new_id:
-        event["id"] = f"evt_{uuid.uuid4().hex[:20]}"
-    body = json.dumps(event).encode()
-    settings = get_settings()
-    url = args.url or f"http://{settings.ingest_host}:{settings.ingest_port}/v1/return-events"
-    headers = {"Content-Type": "application/json", **sign(body, event["id"], settings.ingest_secrets[0])}
-    response = requests.post(url, data=body, headers=headers, timeout=10)
-    print(f"{response.status_code} {response.text.strip()}")
-    if response.status_code >= 300 or not args.wait:
-        return 0 if response.status_code < 300 else 1
-    status_url = url.replace("/v1/return-events", f"/v1/returns/{event['shop']}/{event['return']['id']}")
-    deadline = time.monotonic() + args.wait
-    answer: dict = {}
-    while time.monotonic() < deadline:
-        answer = requests.get(
-            status_url, headers={"Authorization": f"Bearer {settings.status_api_token}"}, timeout=10
-        ).json()
-        if answer.get("sync") not in (None, "pending"):
-            break
-        time.sleep(0.1)
-    print(json.dumps(answer, indent=2))
     return 0
 
 
@@ -90,16 +49,19 @@ def _timeline(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from tasks.returns import replay_order
+    from workers import doorbell, repair
 
-    count = replay_order(args.order_id)
+    count = repair.replay(args.order_id, doorbell.ring)
     print(f"{count} event(s) of order {args.order_id} queued again")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m workers.cli", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m workers.cli",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     reg = commands.add_parser("register-shop", help="add or update a shop")
@@ -110,13 +72,6 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--language", choices=["en", "nl"], default="en", help="refund-method tag language")
     reg.add_argument("--reason-override", action="append", metavar="REASON_ID=HANDLE")
     reg.set_defaults(func=_register_shop)
-
-    send = commands.add_parser("send-example", help="sign and post an example event")
-    send.add_argument("example", help=f"a file, or a name in {EXAMPLES}")
-    send.add_argument("--url", help="ingest endpoint; default: this machine's")
-    send.add_argument("--new-id", action="store_true", help="give the event a fresh id")
-    send.add_argument("--wait", type=float, default=5.0, help="seconds to wait for the sync (0: don't)")
-    send.set_defaults(func=_send_example)
 
     status = commands.add_parser("status", help="where a return stands")
     status.add_argument("shop")

@@ -6,7 +6,7 @@ of distinct events of one return, the state our database says was last applied, 
 Shopify reports now, and decides
 
 - the **target**: the furthest lifecycle state seen (requested < created < completed | cancelled);
-- which event's snapshot drives the writes (the latest event of the target state);
+- which event's return snapshot drives the writes (the latest event of the target state);
 - the ordered **steps** that bring the Shopify return from its current status to the target;
 - each event's **outcome**: applied (its snapshot is the one written), superseded (a further or
   later event of the same state covers it) or conflict (completed vs cancelled: kept, not applied).
@@ -20,66 +20,42 @@ already over. The losing events are marked ``conflict`` and shown to operators.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Protocol
 
-REQUESTED, CREATED, COMPLETED, CANCELLED = "requested", "created", "completed", "cancelled"
-STATES: tuple[str, ...] = (REQUESTED, CREATED, COMPLETED, CANCELLED)
+from workers.events import EventReturn, ReturnEvent
+from workers.statuses import EventStatus, ReturnState, ShopifyStatus, Step
+
+REQUESTED, CREATED, COMPLETED, CANCELLED = (
+    ReturnState.REQUESTED,
+    ReturnState.CREATED,
+    ReturnState.COMPLETED,
+    ReturnState.CANCELLED,
+)
 TERMINAL = frozenset({COMPLETED, CANCELLED})
-RANK: dict[str, int] = {REQUESTED: 0, CREATED: 1, COMPLETED: 2, CANCELLED: 2}
-
-# Shopify Return.status -> the lifecycle state it stands for.
-SHOPIFY_STATE: dict[str, str] = {
-    "REQUESTED": REQUESTED,
-    "OPEN": CREATED,
-    "CLOSED": COMPLETED,
-    "DECLINED": CANCELLED,
-    "CANCELED": CANCELLED,
-}
-
-# Steps, in the vocabulary of the Shopify mutations they stand for.
-REQUEST = "request"  # returnRequest
-CREATE = "create"  # returnCreate
-APPROVE = "approve"  # returnApproveRequest
-DECORATE = "decorate"  # tracking on the reverse delivery, refund-method tag, exchange note
-CLOSE = "close"  # returnClose
-DECLINE = "decline"  # returnDeclineRequest
-CANCEL = "cancel"  # returnCancel
-UNTAG = "untag"  # tagsRemove of the refund-method tag
-
-APPLIED, SUPERSEDED, CONFLICT = "applied", "superseded", "conflict"
 
 
-def state_of_type(event_type: str) -> str:
-    """'return.created' -> 'created'."""
-    state = event_type.removeprefix("return.")
-    if state not in RANK:
-        raise ValueError(f"unknown event type {event_type!r}")
-    return state
-
-
-@dataclass(frozen=True)
-class EventView:
-    """What the plan needs of one event. ``snapshot`` rides along but plays no part in equality."""
-
-    event_id: str
-    state: str
-    occurred_at: datetime
-    snapshot: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+class PlannedEvent(Protocol):
+    """What the plan needs of an event (``workers.events.ReturnEvent`` is one)."""
 
     @property
-    def sort_key(self) -> tuple[datetime, str]:
-        return (self.occurred_at, self.event_id)
+    def id(self) -> str: ...
+
+    @property
+    def state(self) -> ReturnState: ...
+
+    @property
+    def sort_key(self) -> tuple[datetime, str]: ...
 
 
 @dataclass(frozen=True)
 class Plan:
-    target: str | None  # None: no events
-    snapshot_event_id: str | None  # the event whose snapshot drives the writes
-    steps: tuple[str, ...]
-    outcomes: Mapping[str, str]  # event_id -> applied | superseded | conflict
+    target: ReturnState | None  # None: no events
+    driving_event_id: str | None  # the event whose return snapshot drives the writes
+    steps: tuple[Step, ...]
+    outcomes: Mapping[str, EventStatus]  # event id -> applied | superseded | conflict
     conflict_detail: str | None = None
 
     @property
@@ -87,30 +63,36 @@ class Plan:
         return self.conflict_detail is not None
 
 
-def _dedupe(events: Iterable[EventView]) -> list[EventView]:
-    """One view per event id (redeliveries share the id), in a fixed order."""
-    by_id: dict[str, EventView] = {}
+def _dedupe(events: Iterable[PlannedEvent]) -> list[PlannedEvent]:
+    """One event per id (redeliveries share the id), in a fixed order."""
+    by_id: dict[str, PlannedEvent] = {}
     for event in events:
-        by_id.setdefault(event.event_id, event)
+        by_id.setdefault(event.id, event)
     return sorted(by_id.values(), key=lambda e: e.sort_key)
 
 
 def _terminal_winner(
-    events: list[EventView], applied_state: str | None, shopify_state: str | None
-) -> tuple[str, str | None]:
+    events: list[PlannedEvent], applied_state: ReturnState | None, shopify_state: ReturnState | None
+) -> tuple[ReturnState, str]:
     """Resolve completed vs cancelled. Returns (winning state, why it won)."""
     if shopify_state in TERMINAL:
         return shopify_state, f"Shopify already shows the return {shopify_state}"
     if applied_state in TERMINAL:
         return applied_state, f"{applied_state} was already applied"
     first = min((e for e in events if e.state in TERMINAL), key=lambda e: e.sort_key)
-    return first.state, f"{first.state} happened first ({first.event_id})"
+    return first.state, f"{first.state} happened first ({first.id})"
 
 
-def steps_between(current: str | None, target: str, applied_state: str | None) -> tuple[str, ...]:
+REQUEST, CREATE, APPROVE, DECORATE = Step.REQUEST, Step.CREATE, Step.APPROVE, Step.DECORATE
+CLOSE, DECLINE, CANCEL, UNTAG = Step.CLOSE, Step.DECLINE, Step.CANCEL, Step.UNTAG
+
+
+def steps_between(
+    current: ReturnState | None, target: ReturnState, applied_state: ReturnState | None
+) -> tuple[Step, ...]:
     """Shopify mutations that bring a return from ``current`` (its lifecycle state on Shopify,
     None = no return there) to ``target``. Never backwards: a further state on Shopify wins."""
-    decorated = applied_state is not None and RANK[applied_state] >= RANK[CREATED]
+    decorated = applied_state is not None and applied_state.rank >= CREATED.rank
     if target == REQUESTED:
         return (REQUEST,) if current is None else ()
     if target == CREATED:
@@ -145,41 +127,61 @@ def steps_between(current: str | None, target: str, applied_state: str | None) -
     return ()
 
 
-def plan(events: Iterable[EventView], applied_state: str | None, shopify_status: str | None) -> Plan:
-    """Decide target, snapshot, Shopify steps and per-event outcomes for one return."""
+def plan(
+    events: Iterable[PlannedEvent], applied_state: ReturnState | None, shopify_status: ShopifyStatus | None
+) -> Plan:
+    """Decide target, driving event, Shopify steps and per-event outcomes for one return."""
     distinct = _dedupe(events)
-    shopify_state = SHOPIFY_STATE.get(shopify_status) if shopify_status else None
+    shopify_state = shopify_status.state if shopify_status else None
     if not distinct:
         return Plan(None, None, (), {})
 
     states = {e.state for e in distinct}
     conflict_detail: str | None = None
-    losing: str | None = None
+    losing: ReturnState | None = None
     if TERMINAL <= states or (shopify_state in TERMINAL and states & TERMINAL - {shopify_state}):
         winner, why = _terminal_winner(distinct, applied_state, shopify_state)
         losing = CANCELLED if winner == COMPLETED else COMPLETED
         conflict_detail = f"both completed and cancelled arrived; kept {winner}: {why}"
         target = winner
     else:
-        target = max(states, key=lambda s: RANK[s])
+        target = max(states, key=lambda s: s.rank)
 
     of_target = [e for e in distinct if e.state == target]
-    snapshot = of_target[-1] if of_target else None
+    driving = of_target[-1] if of_target else None
 
-    outcomes: dict[str, str] = {}
+    outcomes: dict[str, EventStatus] = {}
     for event in distinct:
         if event.state == losing:
-            outcomes[event.event_id] = CONFLICT
-        elif snapshot is not None and event.event_id == snapshot.event_id:
-            outcomes[event.event_id] = APPLIED
+            outcomes[event.id] = EventStatus.CONFLICT
+        elif driving is not None and event.id == driving.id:
+            outcomes[event.id] = EventStatus.APPLIED
         else:
-            outcomes[event.event_id] = SUPERSEDED
+            outcomes[event.id] = EventStatus.SUPERSEDED
 
     # Without an event of the target state (Shopify decided it) there is no snapshot to write.
-    steps = steps_between(shopify_state, target, applied_state) if snapshot is not None else ()
-    if shopify_state is not None and RANK[shopify_state] > RANK[target]:
+    steps = steps_between(shopify_state, target, applied_state) if driving is not None else ()
+    if shopify_state is not None and shopify_state.rank > target.rank:
         # Shopify is already past the target (e.g. a stale requested after created): the
         # target's event changed nothing, so it is superseded rather than applied.
-        if snapshot is not None:
-            outcomes[snapshot.event_id] = SUPERSEDED
-    return Plan(target, snapshot.event_id if snapshot else None, steps, outcomes, conflict_detail)
+        if driving is not None:
+            outcomes[driving.id] = EventStatus.SUPERSEDED
+    return Plan(target, driving.id if driving else None, steps, outcomes, conflict_detail)
+
+
+def driving_return(plan: Plan, events: Sequence[ReturnEvent]) -> EventReturn | None:
+    """The return snapshot the plan writes: the driving event's, with the fields INGEST.md makes
+    optional on completed/cancelled filled in from the latest event that has them (e.g. completed
+    arrives first, without refund_method, and the return is created from it)."""
+    driving = next((e.event_return for e in events if e.id == plan.driving_event_id), None)
+    if driving is None:
+        return None
+    latest_first = [e.event_return for e in sorted(events, key=lambda e: e.sort_key, reverse=True)]
+    return replace(
+        driving,
+        refund_method=driving.refund_method
+        or next((r.refund_method for r in latest_first if r.refund_method), None),
+        tracking=driving.tracking or next((r.tracking for r in latest_first if r.tracking), None),
+        exchange_note=driving.exchange_note
+        or next((r.exchange_note for r in latest_first if r.exchange_note), None),
+    )

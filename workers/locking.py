@@ -19,9 +19,10 @@ in a shared service. We use the one that is already the source of truth:
 * **A fencing token**. A lock held through a connection can be lost without the holder noticing at
   once (the connection drops while the worker is inside a slow Shopify call; the server releases
   the lock; another worker takes it). On every acquire we bump ``orders.fence`` and keep the new
-  value; every state write of ``workers.store.returns`` checks ``orders.fence = token`` in the same
-  transaction (holding a share lock on the order row, so a new holder's bump waits for it). A holder
-  whose lock was taken over has an old token: its writes raise ``LostLock`` and change nothing, and
+  value; every state write of ``workers.store`` checks ``orders.fence = token`` in the same
+  transaction (``workers.store.fencing``), holding a share lock on the order row, so a new
+  holder's bump waits for it. A holder whose lock was taken over has an old token: its writes
+  raise ``LostLock`` and change nothing, and
   the new holder re-reads Shopify before acting, so what the old holder did on Shopify is seen,
   not repeated.
 
@@ -40,13 +41,11 @@ import psycopg2
 import psycopg2.extensions
 
 from config import get_settings
-from workers.store.db import transaction
+from workers.store.fencing import LostLock, bump_fence, check_fence
+
+__all__ = ["LostLock", "OrderLock", "order_key", "try_lock_order"]
 
 log = logging.getLogger(__name__)
-
-
-class LostLock(Exception):
-    """The holder's fencing token is no longer current: another worker owns the order now."""
 
 
 def order_key(shop_domain: str, order_gid: str | None, order_id: int) -> str:
@@ -69,7 +68,8 @@ class OrderLock:
             return True
         with self._conn.cursor() as cur:
             cur.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,))
-            got = bool(cur.fetchone()[0])
+            row = cur.fetchone()
+        got = bool(row and row[0])
         if got:
             self.keys.append(key)
         return got
@@ -91,12 +91,9 @@ class OrderLock:
         mutation, because a restart of Postgres frees the lock without telling the holder."""
         try:
             with self._conn.cursor() as cur:
-                cur.execute("SELECT fence FROM orders WHERE id = %s", (self.order_id,))
-                row = cur.fetchone()
+                check_fence(cur, self.order_id, self.token)
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
             raise LostLock(f"lock session of order {self.order_id} is gone ({type(exc).__name__})") from exc
-        if row is None or int(row[0]) != self.token:
-            raise LostLock(f"order {self.order_id}: fence is {row and row[0]}, this holder has {self.token}")
 
     def release(self) -> None:
         if self._conn.closed:
@@ -134,16 +131,6 @@ def _connect() -> psycopg2.extensions.connection:
         cur.execute("SET tcp_keepalives_interval = 5")
         cur.execute("SET tcp_keepalives_count = 4")
     return conn
-
-
-def bump_fence(order_id: int) -> int:
-    """A new holder's token: every older token is stale from here on."""
-    with transaction() as cur:
-        cur.execute("UPDATE orders SET fence = fence + 1 WHERE id = %s RETURNING fence", (order_id,))
-        row = cur.fetchone()
-    if row is None:
-        raise LookupError(f"no order with id {order_id}")
-    return int(row["fence"])
 
 
 def try_lock_order(key: str, order_id: int) -> OrderLock | None:

@@ -1,8 +1,8 @@
 """Pure translations from the returns platform's vocabulary to Shopify's. No I/O beyond the CSV.
 
 Everything here is deterministic so a replayed event produces byte-identical Shopify input:
-reason handles, reason notes, refund-method tags, the exchange note appended to the order note,
-and the GIDs of orders and line items given as bare numbers.
+reason handles, the reason and customer notes, refund-method tags, and the exchange note appended
+to the order note.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from workers.events import EventItem, RefundMethod
 
 # A copy of shared/spec/reason-map.csv: the repository must not depend on the shared folder.
 REASON_MAP_PATH = Path(__file__).with_name("reason_map.csv")
@@ -78,39 +79,31 @@ def all_reason_handles(overrides: Mapping[str, str] | None = None) -> list[str]:
     return sorted(handles)
 
 
-def _field(item: Any, name: str) -> Any:
-    # Event items arrive as dicts (parsed JSON) but callers may hold dataclasses; accept both.
-    if isinstance(item, Mapping):
-        return item.get(name)
-    return getattr(item, name, None)
-
-
 def _truncate(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return text[: limit - 1].rstrip() + "…"
 
 
-def reason_note(item: Any, language: str = "nl") -> str:
-    """The note sent with each return line: the original reason text plus the customer's note.
+def reason_note(item: EventItem, handle: str, language: str = "nl") -> str | None:
+    """``returnReasonNote`` of a return line: exactly the original reason text (PRODUCT.md §2).
 
-    Shopify requires a note when the reason is Other, and Other hides what the customer actually
-    said, so the original text always goes along. Never empty: without a text the CSV's wording for
-    the id is used, and for an unknown id its number. At most 255 characters.
+    Shopify requires a note with Other, and Other hides what the customer actually said, so an
+    item mapped to Other without a text gets the reason's own label (the CSV's wording in the
+    shop's language, or "Other" for an unknown id). Any other reason without a text sends none.
+    At most 255 characters.
     """
-    reason_text = str(_field(item, "reason") or "").strip()
-    reason_id = _field(item, "reason_id")
-    if not reason_text:
-        known = REASONS.get(reason_id) if isinstance(reason_id, int) else None
-        if known is not None:
-            reason_text = known.text_en if language == "en" else known.text_nl
-        elif reason_id is not None:
-            reason_text = f"Reason {reason_id}"
-        else:
-            reason_text = "Other"
-    customer_note = str(_field(item, "customer_note") or "").strip()
-    note = f"{reason_text} — {customer_note}" if customer_note else reason_text
-    return _truncate(note, REASON_NOTE_MAX)
+    text = (item.reason or "").strip()
+    if not text and handle == OTHER_HANDLE:
+        known = REASONS.get(item.reason_id)
+        text = (known.text_en if language == "en" else known.text_nl) if known else "Other"
+    return _truncate(text, REASON_NOTE_MAX) if text else None
+
+
+def customer_note(item: EventItem) -> str | None:
+    """``customerNote`` of a requested return line: exactly the buyer's note, or none."""
+    note = (item.customer_note or "").strip()
+    return note or None
 
 
 # Refund-method tags (PRODUCT.md, "Refund-method tags"): one tag per method, per language.
@@ -126,10 +119,9 @@ REFUND_TAGS: dict[str, dict[str, str]] = {
         "store_credit": "Sendcloud Retour: Winkeltegoed",
     },
 }
-REFUND_METHODS = ("exchange", "refund", "store_credit")
 
 
-def refund_tag(method: str, language: str = "en") -> str:
+def refund_tag(method: RefundMethod | str, language: str = "en") -> str:
     """The order tag for a refund method in the shop's language (English when unknown)."""
     labels = REFUND_TAGS.get(language, REFUND_TAGS["en"])
     try:
@@ -174,32 +166,3 @@ def append_exchange_note(current_note: str | None, platform_return_id: str, exch
     if room < 1:
         return None
     return prefix + _truncate(text, room)
-
-
-_GID_RE = re.compile(r"^gid://shopify/(?P<kind>[A-Za-z]+)/(?P<id>\d+)$")
-
-
-def _normalise_gid(value: int | str, kind: str) -> str:
-    if isinstance(value, bool):  # bool is an int; an id is never one
-        raise ValueError(f"not a {kind} id: {value!r}")
-    if isinstance(value, int):
-        if value <= 0:
-            raise ValueError(f"not a {kind} id: {value!r}")
-        return f"gid://shopify/{kind}/{value}"
-    text = str(value).strip()
-    if text.isdigit() and int(text) > 0:
-        return f"gid://shopify/{kind}/{int(text)}"
-    match = _GID_RE.match(text)
-    if match and match["kind"] == kind:
-        return text
-    raise ValueError(f"not a {kind} id: {value!r}")
-
-
-def normalise_order_gid(id_or_number: int | str) -> str:
-    """``5196695273621`` or ``gid://shopify/Order/5196695273621`` -> the Order GID."""
-    return _normalise_gid(id_or_number, "Order")
-
-
-def normalise_line_item_gid(id_or_number: int | str) -> str:
-    """``12695210000533`` or ``gid://shopify/LineItem/12695210000533`` -> the LineItem GID."""
-    return _normalise_gid(id_or_number, "LineItem")

@@ -20,6 +20,7 @@ import pytest
 
 from standin.admin import StandinAdmin
 from standin.server import RunningStandin
+from workers.events import load_event
 from workers.shopify import api as api_module
 from workers.store.db import transaction
 from workers.store.inbox import record_event
@@ -67,6 +68,9 @@ class ShopUnderTest:
         tracking: str | None = None,
         exchange_note: str | None = None,
         event_id: str | None = None,
+        reason_id: int = 23,
+        reason: str | None = "Het staat me niet",
+        customer_note: str | None = None,
     ) -> int:
         """Record an event as ingest does; returns the order row id."""
         order: dict[str, Any] = {}
@@ -84,7 +88,13 @@ class ShopUnderTest:
                 "order": order,
                 "origin": "return_portal",
                 "items": [
-                    {"line_item_id": str(li), "quantity": qty, "reason_id": 23, "reason": "Het staat me niet"}
+                    {
+                        "line_item_id": str(li),
+                        "quantity": qty,
+                        "reason_id": reason_id,
+                        **({"reason": reason} if reason is not None else {}),
+                        **({"customer_note": customer_note} if customer_note is not None else {}),
+                    }
                     for li, qty in (items or {}).items()
                 ],
             },
@@ -95,7 +105,7 @@ class ShopUnderTest:
             body["return"]["tracking"] = {"number": tracking, "url": f"https://track.example/{tracking}"}
         if exchange_note:
             body["return"]["exchange_note"] = exchange_note
-        result = record_event(self.domain, body, body)
+        result = record_event(load_event(body), body)
         assert result.status == "accepted", result
         assert result.order_id is not None
         return result.order_id

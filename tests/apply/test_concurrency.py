@@ -35,8 +35,8 @@ def _assert_never_overlapped(order_id: int) -> None:
 
 def _seed(shop: ShopUnderTest, name: str) -> tuple[str, int]:
     gid = shop.order(name, {101: 1, 102: 1})
-    order_id = shop.event("created", f"{name}-a", order_gid=gid, items={101: 1}, tracking="T-a")
-    shop.event("created", f"{name}-b", order_gid=gid, items={102: 1}, minutes=1, tracking="T-b")
+    order_id = shop.event("created", f"R{name[1:]}-a", order_gid=gid, items={101: 1}, tracking="T-a")
+    shop.event("created", f"R{name[1:]}-b", order_gid=gid, items={102: 1}, minutes=1, tracking="T-b")
     # Slow Shopify answers widen the window in which two runs could overlap.
     shop.admin.set_faults(shop.domain, latency_ms=20)
     return gid, order_id
@@ -49,7 +49,7 @@ def test_threads_applying_the_same_order_never_overlap(shop: ShopUnderTest):
 
     def worker() -> None:
         start.wait()
-        outcomes.append(apply_order(order_id).kind)
+        outcomes.append(apply_order(order_id).outcome)
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for thread in threads:
@@ -77,7 +77,7 @@ def test_processes_applying_the_same_order_never_overlap(shop: ShopUnderTest):
         "import sys\n"
         "from workers.apply import apply_order\n"
         "sys.stdin.readline()\n"  # start together
-        f"print(apply_order({order_id}).kind, flush=True)\n"
+        f"print(apply_order({order_id}).outcome, flush=True)\n"
     )
     procs = [
         subprocess.Popen(
@@ -115,9 +115,9 @@ def test_two_order_rows_of_one_shopify_order_share_the_lock(shop: ShopUnderTest)
     held = try_lock_order(order_key(shop.domain, gid, by_gid), by_gid)
     assert held is not None
     try:
-        assert apply_order(by_name).kind == "busy"
+        assert apply_order(by_name).outcome == "busy"
     finally:
         held.release()
-    assert apply_order(by_name).kind == "applied"
-    assert apply_order(by_gid).kind == "applied"
+    assert apply_order(by_name).outcome == "applied"
+    assert apply_order(by_gid).outcome == "applied"
     assert len(shop.shopify_returns()) == 2

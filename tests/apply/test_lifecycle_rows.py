@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.apply.conftest import ShopUnderTest, event_statuses, return_row
 from workers.apply import apply_order
 
 ITEMS = {101: 1}
 
 
-def test_requested_makes_a_requested_return_with_mapped_reason_and_note(shop: ShopUnderTest):
-    # Given a fulfilled order and a return.requested event
+def test_requested_makes_a_requested_return_with_mapped_reason_and_the_buyers_note(shop: ShopUnderTest):
+    # Given a fulfilled order and a return.requested event with the buyer's own note
     gid = shop.order("#1001", {101: 1, 102: 2})
-    order_id = shop.event("requested", "R-1", order_gid=gid, items={101: 1})
+    order_id = shop.event("requested", "R-1", order_gid=gid, items={101: 1}, customer_note="Valt te klein")
     # When the order is applied
     outcome = apply_order(order_id)
-    # Then Shopify shows one REQUESTED return for that item, reason Style (id 23), note the text
-    assert outcome.kind == "applied"
+    # Then Shopify shows one REQUESTED return for that item, reason Style (id 23), the buyer's note
+    assert outcome.outcome == "applied"
     (ret,) = shop.shopify_returns()
     assert ret["status"] == "REQUESTED"
     assert [(line["lineItemId"], line["quantity"]) for line in ret["lines"]] == [
         ("gid://shopify/LineItem/101", 1)
     ]
     assert ret["lines"][0]["returnReasonDefinition"] == "style"
-    assert "Het staat me niet" in (ret["lines"][0]["customerNote"] or "")
+    assert ret["lines"][0]["customerNote"] == "Valt te klein"
     assert shop.shopify_order(gid)["returnStatus"] == "RETURN_REQUESTED"
     row = return_row("R-1")
     assert (row["sync"], row["applied_state"], row["shopify_status"]) == ("synced", "requested", "REQUESTED")
@@ -45,7 +47,7 @@ def test_created_after_requested_approves_and_adds_tracking_tag_and_exchange_not
         tracking="3STRACK1",
         exchange_note="Graag maat M",
     )
-    assert apply_order(order_id).kind == "applied"
+    assert apply_order(order_id).outcome == "applied"
     (ret,) = shop.shopify_returns()
     assert ret["status"] == "OPEN"  # approved, not a second return
     deliveries = [d for rfo in ret["reverseFulfillmentOrders"] for d in rfo["reverseDeliveries"]]
@@ -67,7 +69,7 @@ def test_created_after_requested_approves_and_adds_tracking_tag_and_exchange_not
         tracking="3STRACK1",
         exchange_note="Graag maat M",
     )
-    assert apply_order(order_id).kind == "applied"
+    assert apply_order(order_id).outcome == "applied"
     again = shop.shopify_order(gid)
     assert again["note"] == order["note"] and again["tags"] == order["tags"]
     (ret,) = shop.shopify_returns()
@@ -77,7 +79,7 @@ def test_created_after_requested_approves_and_adds_tracking_tag_and_exchange_not
 def test_created_without_request_creates_an_open_return(shop: ShopUnderTest):
     gid = shop.order("#1003", ITEMS)
     order_id = shop.event("created", "R-3", order_gid=gid, items=ITEMS, tracking="JVGL1")
-    assert apply_order(order_id).kind == "applied"
+    assert apply_order(order_id).outcome == "applied"
     (ret,) = shop.shopify_returns()
     assert ret["status"] == "OPEN"
     assert shop.shopify_order(gid)["tags"] == ["Sendcloud Return: Money back"]
@@ -88,7 +90,7 @@ def test_completed_closes_the_return(shop: ShopUnderTest):
     order_id = shop.event("created", "R-4", order_gid=gid, items=ITEMS)
     apply_order(order_id)
     shop.event("completed", "R-4", order_gid=gid, items=ITEMS, minutes=60)
-    assert apply_order(order_id).kind == "applied"
+    assert apply_order(order_id).outcome == "applied"
     (ret,) = shop.shopify_returns()
     assert ret["status"] == "CLOSED"
     assert shop.shopify_order(gid)["returnStatus"] == "RETURNED"
@@ -100,7 +102,7 @@ def test_cancelled_requested_return_is_declined(shop: ShopUnderTest):
     order_id = shop.event("requested", "R-5", order_gid=gid, items=ITEMS)
     apply_order(order_id)
     shop.event("cancelled", "R-5", order_gid=gid, items=ITEMS, minutes=30)
-    assert apply_order(order_id).kind == "applied"
+    assert apply_order(order_id).outcome == "applied"
     (ret,) = shop.shopify_returns()
     assert ret["status"] == "DECLINED"
     assert shop.shopify_order(gid)["returnStatus"] == "NO_RETURN"
@@ -112,7 +114,7 @@ def test_cancelled_open_return_is_cancelled_and_its_tag_removed(shop: ShopUnderT
     apply_order(order_id)
     assert shop.shopify_order(gid)["tags"] == ["Sendcloud Return: Money back"]
     shop.event("cancelled", "R-6", order_gid=gid, items=ITEMS, minutes=30)
-    assert apply_order(order_id).kind == "applied"
+    assert apply_order(order_id).outcome == "applied"
     (ret,) = shop.shopify_returns()
     assert ret["status"] == "CANCELED"
     order = shop.shopify_order(gid)
@@ -130,3 +132,25 @@ def test_cancelled_keeps_the_tag_while_another_live_return_has_the_same_method(s
     assert shop.shopify_order(gid)["tags"] == ["Sendcloud Return: Money back"]
     statuses = {r["status"] for r in shop.shopify_returns()}
     assert statuses == {"CANCELED", "OPEN"}
+
+
+@pytest.mark.parametrize("path", ["requested", "created"])
+@pytest.mark.parametrize("buyer_note", [None, "Valt te klein"])
+def test_both_note_fields_hold_exactly_what_their_names_say(shop: ShopUnderTest, path: str, buyer_note):
+    # PRODUCT.md §2: returnReasonNote is the original reason text; a requested return carries the
+    # customer's note. Merchants read both in the Shopify admin.
+    gid = shop.order("#1010", {101: 1, 102: 1})
+    order_id = shop.event(path, "R-10", order_gid=gid, items={101: 1}, customer_note=buyer_note)
+    # Reason 7 maps to Other; without a text it must still carry a note Shopify accepts.
+    shop.event(path, "R-11", order_gid=gid, items={102: 1}, reason_id=7, reason=None, minutes=1)
+    assert apply_order(order_id).outcome == "applied"
+    lines = {ret["lines"][0]["lineItemId"]: ret["lines"][0] for ret in shop.shopify_returns()}
+    with_text, other = lines["gid://shopify/LineItem/101"], lines["gid://shopify/LineItem/102"]
+    if path == "requested":
+        # returnRequest has no reason note: the buyer's note only, or nothing at all.
+        assert with_text["customerNote"] == buyer_note
+        assert other["customerNote"] is None
+    else:
+        assert with_text["returnReasonNote"] == "Het staat me niet"  # never the buyer's note mixed in
+        assert other["returnReasonDefinition"] == "other-reason"
+        assert other["returnReasonNote"] == "Wrong product shipped"  # the label, in the shop's language

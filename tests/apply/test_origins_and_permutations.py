@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from tests.apply.conftest import T0, ShopUnderTest, return_row
 from workers.apply import apply_order
+from workers.events import load_event
 from workers.store.inbox import record_event
 
 ITEMS = {301: 1, 302: 2}
@@ -92,9 +93,9 @@ def test_every_origin_syncs_from_first_event_to_returned(shop: ShopUnderTest, or
     badges = []
     for minutes, event_type in enumerate(types):
         body = _body(shop, event_type, f"R-{origin}", name, origin, minutes, tracking)
-        result = record_event(shop.domain, body, body)
+        result = record_event(load_event(body), body)
         assert result.status == "accepted"
-        assert apply_order(result.order_id).kind == "applied"
+        assert apply_order(result.order_id).outcome == "applied"
         badges.append(shop.shopify_order(gid)["returnStatus"])
     # Then the order shows each badge of PRODUCT.md §2 in turn and ends Returned, decorated once
     expected_badges = {"requested": "RETURN_REQUESTED", "created": "IN_PROGRESS", "completed": "RETURNED"}
@@ -131,9 +132,9 @@ def test_any_arrival_order_with_duplicates_converges_to_one_closed_return(
         minutes = EVENT_TYPES.index(event_type)
         event_id = f"evt_{return_id}_{event_type}" if same_ids else None
         body = _body(shop, event_type, return_id, name, "return_portal_request", minutes, "3SPERM", event_id)
-        result = record_event(shop.domain, body, body)
+        result = record_event(load_event(body), body)
         assert result.status in ("accepted", "duplicate")
-        assert apply_order(result.order_id).kind in ("applied", "idle")
+        assert apply_order(result.order_id).outcome in ("applied", "idle")
     # Then Shopify holds exactly the state of the in-order lifecycle: one CLOSED return, tagged,
     # tracked and noted once
     assert _final_shopify_view(shop, gid) == {

@@ -13,7 +13,7 @@ ORDERS = 10
 
 def _send_lifecycles(shop: ShopUnderTest) -> list[str]:
     """Ten orders, each with a created and a completed event, queued the way ingest queues them."""
-    from tasks.returns import enqueue_order
+    from workers.doorbell import ring as enqueue_order
 
     gids = []
     for n in range(ORDERS):

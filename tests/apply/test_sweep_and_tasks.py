@@ -37,7 +37,7 @@ def _queued_order_ids(redis_client) -> list[int]:
 
 
 def test_enqueue_rings_the_doorbell_and_marks_the_events(shop: ShopUnderTest, redis_client):
-    from tasks.returns import enqueue_order
+    from workers.doorbell import ring as enqueue_order
 
     gid = shop.order("#5001", ITEMS)
     order_id = shop.event("created", "R-1", order_gid=gid, items=ITEMS)
@@ -53,7 +53,7 @@ def test_enqueue_returns_false_when_redis_is_down(shop: ShopUnderTest):
     order_id = shop.event("created", "R-2", order_gid=gid, items=ITEMS)
     # Given a process whose broker nobody listens on
     env = {**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0"}
-    code = f"from tasks.returns import enqueue_order; print(enqueue_order({order_id}))"
+    code = f"from workers.doorbell import ring; print(ring({order_id}))"
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
@@ -67,7 +67,7 @@ def test_enqueue_returns_false_when_redis_is_down(shop: ShopUnderTest):
 
 
 def test_sweep_re_enqueues_what_redis_lost(shop: ShopUnderTest, redis_client):
-    from tasks.returns import enqueue_order
+    from workers.doorbell import ring as enqueue_order
 
     gid = shop.order("#5003", ITEMS)
     order_id = shop.event("created", "R-3", order_gid=gid, items=ITEMS)
@@ -88,8 +88,8 @@ def test_sweep_rings_waiting_orders_when_due_and_never_finished_ones(shop: ShopU
     waiting = shop.event("created", "R-4", order_gid=waiting_gid, items=ITEMS)
     done_gid = shop.order("#5005", ITEMS)
     done = shop.event("created", "R-5", order_gid=done_gid, items=ITEMS)
-    assert apply_order(waiting).kind == "waiting"
-    assert apply_order(done).kind == "applied"
+    assert apply_order(waiting).outcome == "waiting"
+    assert apply_order(done).outcome == "applied"
     now = store.db_now()
     assert store.due_orders(now, 0) == []  # waiting is not due yet, applied never is
     due_at = now + timedelta(seconds=get_settings().waiting_retry_s + 1)
@@ -114,7 +114,7 @@ def test_replay_task_resets_failed_events_and_enqueues(shop: ShopUnderTest, redi
 
 
 def test_real_celery_workers_apply_an_enqueued_order(shop: ShopUnderTest, celery_workers, redis_client):
-    from tasks.returns import enqueue_order
+    from workers.doorbell import ring as enqueue_order
 
     # Given two worker processes consuming the returns queue
     gid = shop.order("#5008", ITEMS)
@@ -135,7 +135,7 @@ def test_real_celery_workers_apply_an_enqueued_order(shop: ShopUnderTest, celery
 def test_a_worker_finding_the_order_locked_comes_back_and_applies_it(
     shop: ShopUnderTest, celery_workers, redis_client
 ):
-    from tasks.returns import enqueue_order
+    from workers.doorbell import ring as enqueue_order
     from workers.locking import order_key, try_lock_order
 
     gid = shop.order("#5009", ITEMS)

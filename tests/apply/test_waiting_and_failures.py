@@ -9,7 +9,7 @@ import pytest
 from config import get_settings
 from tests.apply.conftest import ShopUnderTest, event_statuses, return_row
 from workers.apply import apply_order
-from workers.retry import apply_policy
+from workers.retry import run_policy
 from workers.shopify import client as client_module
 from workers.store.db import transaction
 from workers.store.shops import find_shop, register_shop
@@ -29,7 +29,7 @@ def test_unfulfilled_order_waits_then_applies_once_fulfilled(shop: ShopUnderTest
     order_id = shop.event("created", "R-1", order_gid=gid, items=ITEMS, event_id="w1")
     # When applied, the event waits, visibly, and the order is due again after waiting_retry_s
     outcome = apply_order(order_id)
-    assert outcome.kind == "waiting"
+    assert outcome.outcome == "waiting"
     row = return_row("R-1")
     assert (row["sync"], row["detail"]) == ("waiting", "order not fulfilled yet")
     assert row["waiting_since"] is not None
@@ -39,7 +39,7 @@ def test_unfulfilled_order_waits_then_applies_once_fulfilled(shop: ShopUnderTest
     assert shop.shopify_returns() == []
     # When the order gets fulfilled and the order is applied again, the return is created
     shop.admin.fulfill(shop.domain, gid)
-    assert apply_order(order_id).kind == "applied"
+    assert apply_order(order_id).outcome == "applied"
     assert [r["status"] for r in shop.shopify_returns()] == ["OPEN"]
     row = return_row("R-1")
     assert (row["sync"], row["waiting_since"]) == ("synced", None)
@@ -55,7 +55,7 @@ def test_waiting_beyond_the_shops_horizon_fails(shop: ShopUnderTest):
     # Given the return has been waiting longer than the horizon
     with transaction() as cur:
         cur.execute("UPDATE returns SET waiting_since = now() - interval '2 hours'")
-    assert apply_order(order_id).kind == "applied"
+    assert apply_order(order_id).outcome == "applied"
     row = return_row("R-2")
     assert row["sync"] == "failed"
     assert "order not fulfilled yet after waiting" in row["detail"]
@@ -68,7 +68,7 @@ def test_missing_scopes_wait_with_the_scopes_named_then_sync_when_fixed(shop: Sh
     gid = shop.order("#3003", ITEMS)
     order_id = shop.event("created", "R-3", order_gid=gid, items=ITEMS, event_id="s1")
     # When applied, nothing is sent and the events wait, naming the missing scopes
-    assert apply_order(order_id).kind == "waiting"
+    assert apply_order(order_id).outcome == "waiting"
     row = return_row("R-3")
     assert row["sync"] == "waiting"
     assert row["detail"] == "shop needs reinstall: missing scopes read_returns, write_returns"
@@ -81,7 +81,7 @@ def test_missing_scopes_wait_with_the_scopes_named_then_sync_when_fixed(shop: Sh
     )
     register_shop(shop.domain, shop.token, api_url=shop.row.api_url)
     # Then the waiting events sync
-    assert apply_order(order_id).kind == "applied"
+    assert apply_order(order_id).outcome == "applied"
     assert [r["status"] for r in shop.shopify_returns()] == ["OPEN"]
     assert event_statuses(order_id) == {"s1": "applied"}
 
@@ -92,7 +92,7 @@ def test_scopes_revoked_after_first_contact_mark_the_shop_for_reinstall(shop: Sh
     apply_order(order_id)  # first contact: scopes read and fine
     shop.admin.set_scopes(shop.domain, shop.token, ["read_orders"])
     shop.event("created", "R-4b", order_gid=gid, items={102: 1}, minutes=5, event_id="late4")
-    assert apply_order(order_id).kind == "waiting"
+    assert apply_order(order_id).outcome == "waiting"
     assert "write_returns" in return_row("R-4b")["detail"]
     assert "shop needs reinstall" in return_row("R-4b")["detail"]
     assert event_statuses(order_id)["late4"] == "waiting"
@@ -106,13 +106,13 @@ def test_a_lost_response_after_return_create_leaves_exactly_one_return(shop: Sho
     shop.admin.set_faults(shop.domain, lost_response_rate=1.0)
     first = apply_order(order_id)
     # Then the run comes back later, having adopted what returnCreate made
-    assert first.kind == "retry"
+    assert first.outcome == "retry"
     assert len(shop.shopify_returns()) == 1
     adopted = return_row("R-5")["shopify_return_gid"]
     assert adopted == shop.shopify_returns()[0]["id"]
     # When the answers arrive again, the next run finishes without creating another return
     shop.admin.set_faults(shop.domain)
-    assert apply_order(order_id).kind == "applied"
+    assert apply_order(order_id).outcome == "applied"
     returns = shop.shopify_returns()
     assert len(returns) == 1 and returns[0]["id"] == adopted
     assert shop.shopify_order(gid)["tags"] == ["Sendcloud Return: Money back"]
@@ -134,25 +134,28 @@ def test_shopify_down_retries_by_the_policy_then_dead_letters_as_failed(shop: Sh
     gid = shop.order("#3006", ITEMS)
     order_id = shop.event("created", "R-6", order_gid=gid, items=ITEMS, event_id="d1")
     shop.admin.set_faults(shop.domain, error_rate=1.0)
-    policy = apply_policy(get_settings())
-    for attempt in range(1, policy.max_attempts):
+    policy = run_policy(get_settings())
+    for attempt in range(1, policy.times):
         outcome = apply_order(order_id)
-        assert outcome.kind == "retry", attempt
+        assert outcome.outcome == "retry", attempt
         assert 0 <= (outcome.delay_s or 0) <= policy.ceiling(attempt)
-        assert return_row("R-6")["sync"] == "pending"
+        row = return_row("R-6")
+        assert row["sync"] == "pending"
+        # Never pending without a reason: what failed and when it comes back.
+        assert row["detail"].startswith("ShopifyUnavailable: ") and f"retry {attempt} of" in row["detail"]
         assert event_statuses(order_id) == {"d1": "accepted"}
     final = apply_order(order_id)
-    assert final.kind == "failed"
+    assert final.outcome == "failed"
     row = return_row("R-6")
     assert row["sync"] == "failed"
-    assert row["detail"].startswith(f"gave up after {policy.max_attempts} attempts")
+    assert row["detail"].startswith(f"gave up after {policy.times} attempts: ShopifyUnavailable: ")
     assert event_statuses(order_id) == {"d1": "failed"}
     # Dead letters are replayable: once Shopify is back, a replay applies them.
     from workers.store.returns import reset_for_replay
 
     shop.admin.set_faults(shop.domain)
     assert reset_for_replay(order_id) == 1
-    assert apply_order(order_id).kind == "applied"
+    assert apply_order(order_id).outcome == "applied"
     assert event_statuses(order_id) == {"d1": "applied"}
 
 
@@ -162,6 +165,6 @@ def test_a_throttled_shop_waits_for_its_api_budget(shop: ShopUnderTest):
     # A bucket too small for any query: every call is throttled.
     shop.admin.set_throttle(shop.domain, bucket_size=1, restore_rate=1)
     outcome = apply_order(order_id)
-    assert outcome.kind == "retry" and (outcome.delay_s or 0) > 0
+    assert outcome.outcome == "throttled" and (outcome.delay_s or 0) > 0
     row = return_row("R-7")
     assert row["sync"] == "waiting" and "API budget" in row["detail"]

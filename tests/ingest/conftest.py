@@ -16,6 +16,7 @@ from werkzeug.test import TestResponse
 from config import get_settings
 from ingest.app import create_app
 from ingest.signatures import sign
+from workers import doorbell
 from workers.store import shops
 
 EXAMPLES = Path("/work/shared/spec/examples")
@@ -68,7 +69,7 @@ def shop(clean_db: str) -> shops.Shop:
 
 @pytest.fixture
 def app(database: str) -> Flask:
-    return create_app()
+    return create_app(doorbell.ring)
 
 
 @pytest.fixture

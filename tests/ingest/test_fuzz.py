@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from ingest.app import create_app
 from ingest.signatures import sign
 from tests.ingest.conftest import SHOP, encode, example, post_signed, secret
+from workers import doorbell
 from workers.store import shops
 
 FUZZ = settings(
@@ -352,7 +353,7 @@ def valid_events(draw: st.DrawFn) -> dict:
 
 @pytest.fixture(scope="module")
 def fuzz_app(database: str) -> Flask:
-    return create_app()
+    return create_app(doorbell.ring)
 
 
 def expected_for(body: Any) -> set[int]:
@@ -463,7 +464,7 @@ def test_replayed_tampered_and_resigned_bodies(
 
 # --- schemathesis ---------------------------------------------------------------------------
 
-schema = schemathesis.from_wsgi("/openapi.json", create_app())
+schema = schemathesis.from_wsgi("/openapi.json", create_app(doorbell.ring))
 
 
 @schema.parametrize()

@@ -6,8 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from flask.testing import FlaskClient
 
-from ingest.schemas import validate_event
 from tests.ingest.conftest import example, mutated, post_signed
+from workers.events import load_event
 from workers.store import inbox, shops
 from workers.store.db import transaction
 
@@ -19,9 +19,7 @@ def rows(sql: str) -> list[dict]:
 
 
 def record(body: dict) -> inbox.RecordResult:
-    event, errors = validate_event(body)
-    assert not errors
-    return inbox.record_event(body["shop"], event, body)
+    return inbox.record_event(load_event(body), body)
 
 
 def test_given_a_name_only_event_then_a_later_gid_event_of_that_order_joins_the_same_order(

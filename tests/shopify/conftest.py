@@ -10,7 +10,7 @@ from graphql import GraphQLSchema, build_schema
 
 from config import get_settings
 from workers.shopify import client as client_module
-from workers.store.shops import Shop
+from workers.shopify.client import Endpoint
 
 SCHEMA_DIR = Path(__file__).resolve().parents[3] / "shared" / "shopify" / "schema"
 if not SCHEMA_DIR.is_dir():  # the shared folder sits next to the repository (../shared)
@@ -52,11 +52,6 @@ def small_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     client_module.reset_session()
 
 
-def make_shop(url_template: str, token: str = "shpat_secret_token_value") -> Shop:
-    return Shop(
-        id=1,
-        domain="acme-nl.myshopify.com",
-        access_token=token,
-        api_version="2026-07",
-        api_url=url_template,
-    )
+def make_endpoint(url_template: str, token: str = "shpat_secret_token_value") -> Endpoint:
+    domain = "acme-nl.myshopify.com"
+    return Endpoint(domain, url_template.format(shop=domain, version="2026-07"), token)

@@ -1,6 +1,6 @@
 """ShopifyAPI over a fake client that checks every request against the 2026-07 schema (document and
 variables, as Shopify would) and answers with Shopify-shaped data; plus userErrors classification
-and return-line planning."""
+(return-line planning is pure: tests/test_lines.py)."""
 
 from __future__ import annotations
 
@@ -14,21 +14,13 @@ from graphql.execution.values import get_variable_values
 
 from tests.shopify.conftest import CAPTURES_DIR
 from workers.shopify import api as api_module
-from workers.shopify.api import (
-    ReturnableLine,
-    ReturnItem,
-    ReturnLineInput,
-    ShopifyAPI,
-    Shortfall,
-    ShortfallItem,
-    UserErrors,
-    classify_user_errors,
-    plan_return_lines,
-)
-from workers.shopify.client import NotFound, operation_of
-from workers.store.shops import Shop
+from workers.shopify.api import ShopifyAPI, UserErrors, classify_user_errors
+from workers.shopify.client import Endpoint, NotFound, operation_of
+from workers.shopify.models import ReturnableLine, ReturnLineInput
 
-SHOP = Shop(id=7, domain="acme-nl.myshopify.com", access_token="t", api_version="2026-07")
+ENDPOINT = Endpoint(
+    "acme-nl.myshopify.com", "https://acme-nl.myshopify.com/admin/api/2026-07/graphql.json", "t"
+)
 ORDER = "gid://shopify/Order/8980220018994"
 RETURN = "gid://shopify/Return/15264809266"
 RFO = "gid://shopify/ReverseFulfillmentOrder/14864154930"
@@ -41,7 +33,7 @@ class FakeClient:
         self, schema: GraphQLSchema, handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]]
     ):
         self.schema = schema
-        self.shop = SHOP
+        self.endpoint = ENDPOINT
         self.handlers = handlers
         self.sent: list[tuple[str, dict[str, Any]]] = []
 
@@ -127,7 +119,7 @@ def test_find_order_gid_searches_by_name_and_insists_on_an_exact_match(make_api:
     assert client.sent[0] == ("FindOrderByName", {"query": "name:#1106"})
 
 
-def test_order_snapshot_reads_each_return_in_detail(make_api: Callable[..., Any]) -> None:
+def test_the_live_order_reads_each_return_in_detail(make_api: Callable[..., Any]) -> None:
     order = {
         "id": ORDER,
         "name": "#1880",
@@ -139,27 +131,27 @@ def test_order_snapshot_reads_each_return_in_detail(make_api: Callable[..., Any]
         "returns": {"nodes": [{"id": RETURN, "name": "#1880-R1", "status": "OPEN"}]},
     }
     api, client = make_api(
-        OrderSnapshot=lambda v: {"order": order},
+        LiveOrder=lambda v: {"order": order},
         ReturnDetails=lambda v: {"return": return_node("OPEN", rfos=OPEN_RFOS)},
     )
-    snapshot = api.order(ORDER)
-    assert snapshot is not None
-    assert snapshot.tags == ["Sendcloud Return: Exchange", "vip"] and snapshot.note == "Gift"
-    assert snapshot.line_items == {"gid://shopify/LineItem/101": (2, 0)}
-    [ret] = snapshot.returns
-    assert (ret.gid, ret.status, ret.lines) == (RETURN, "OPEN", [("gid://shopify/LineItem/101", 1)])
-    assert ret.reverse_fulfillment_order_gids == [RFO]
-    assert ret.tracking_numbers == ["3SSCLD123456789"]
-    assert client.names() == ["OrderSnapshot", "ReturnDetails"]
+    live = api.order(ORDER)
+    assert live is not None
+    assert live.tags == ("Sendcloud Return: Exchange", "vip") and live.note == "Gift"
+    assert live.line_items == {"gid://shopify/LineItem/101": (2, 0)}
+    [ret] = live.returns
+    assert (ret.gid, ret.status, ret.lines) == (RETURN, "OPEN", (("gid://shopify/LineItem/101", 1),))
+    assert ret.reverse_fulfillment_order_gids == (RFO,)
+    assert ret.tracking_numbers == ("3SSCLD123456789",)
+    assert client.names() == ["LiveOrder", "ReturnDetails"]
 
 
 def test_an_unknown_order_is_none(make_api: Callable[..., Any]) -> None:
     def wrong_type(v: dict[str, Any]) -> dict[str, Any]:
         raise NotFound([{"message": "invalid id", "extensions": {"code": "RESOURCE_NOT_FOUND"}}])
 
-    api, _ = make_api(OrderSnapshot=lambda v: {"order": None})
+    api, _ = make_api(LiveOrder=lambda v: {"order": None})
     assert api.order(ORDER) is None
-    api, _ = make_api(OrderSnapshot=wrong_type)
+    api, _ = make_api(LiveOrder=wrong_type)
     assert api.order("gid://shopify/Product/1") is None
 
 
@@ -183,26 +175,41 @@ def test_returnable_lines_pages_through_fulfillments(make_api: Callable[..., Any
     assert [v["after"] for _, v in client.sent] == [None, "c1"]
 
 
-def test_reason_definition_ids_are_resolved_once_per_shop(make_api: Callable[..., Any]) -> None:
+def test_all_reason_definitions_are_read_in_one_query_once_per_shop(make_api: Callable[..., Any]) -> None:
     definitions = {
         "style": "gid://shopify/ReturnReasonDefinition/9",
         "other-reason": "gid://shopify/ReturnReasonDefinition/5",
+        "too-big": "gid://shopify/ReturnReasonDefinition/8",
     }
 
     def answer(v: dict[str, Any]) -> dict[str, Any]:
-        nodes = [
-            {"id": definitions[h], "handle": h, "deleted": False} for h in v["handles"] if h in definitions
-        ]
+        nodes = [{"id": gid, "handle": handle, "deleted": False} for handle, gid in definitions.items()]
         return {
             "returnReasonDefinitions": {"nodes": nodes, "pageInfo": {"hasNextPage": False, "endCursor": None}}
         }
 
     api, client = make_api(ReturnReasonDefinitions=answer)
-    assert api.reason_definition_ids(["style", "nope"]) == {"style": definitions["style"]}
-    assert api.reason_definition_ids(["style", "nope"]) == {"style": definitions["style"]}
-    assert len(client.sent) == 1  # the second ask, unknown handle included, came from the cache
+    assert api.reason_definition_id("style") == definitions["style"]
+    assert api.reason_definition_id("too-big") == definitions["too-big"]
     assert api.reason_definition_id("nope") == definitions["other-reason"]  # falls back to Other
-    assert len(client.sent) == 2
+    assert client.names() == ["ReturnReasonDefinitions"]  # one query; the rest from the cache
+
+
+def test_reason_definitions_follow_every_page(make_api: Callable[..., Any]) -> None:
+    pages = {
+        None: {
+            "nodes": [{"id": "gid://shopify/ReturnReasonDefinition/1", "handle": "style", "deleted": True}],
+            "pageInfo": {"hasNextPage": True, "endCursor": "p2"},
+        },
+        "p2": {
+            "nodes": [{"id": "gid://shopify/ReturnReasonDefinition/2", "handle": "style", "deleted": False}],
+            "pageInfo": {"hasNextPage": False, "endCursor": None},
+        },
+    }
+    api, client = make_api(ReturnReasonDefinitions=lambda v: {"returnReasonDefinitions": pages[v["after"]]})
+    # A live definition wins over a deleted one with the same handle.
+    assert api.reason_definitions() == {"style": "gid://shopify/ReturnReasonDefinition/2"}
+    assert [v["after"] for _, v in client.sent] == [None, "p2"]
 
 
 # --- mutations: variables as Shopify must receive them --------------------------------------------
@@ -217,18 +224,19 @@ LINES = [
         "gid://shopify/FulfillmentLineItem/11",
         1,
         "gid://shopify/ReturnReasonDefinition/9",
-        "Het staat me niet — Valt te klein",
+        "Het staat me niet",
         "Valt te klein",
     )
 ]
 
 
-def test_return_request_sends_definition_ids_and_the_note_as_customer_note(
+def test_return_request_sends_definition_ids_and_exactly_the_buyers_note(
     make_api: Callable[..., Any],
 ) -> None:
     api, client = make_api(ReturnRequest=_ok("returnRequest", return_node("REQUESTED")))
-    ret = api.return_request(ORDER, LINES)
-    assert ret.status == "REQUESTED" and ret.reverse_fulfillment_order_gids == []
+    silent_buyer = ReturnLineInput("gid://shopify/FulfillmentLineItem/12", 1, None, "Rent", None)
+    ret = api.return_request(ORDER, [*LINES, silent_buyer])
+    assert ret.status == "REQUESTED" and ret.reverse_fulfillment_order_gids == ()
     [(_, variables)] = client.sent
     assert variables == {
         "input": {
@@ -238,26 +246,36 @@ def test_return_request_sends_definition_ids_and_the_note_as_customer_note(
                     "fulfillmentLineItemId": "gid://shopify/FulfillmentLineItem/11",
                     "quantity": 1,
                     "returnReasonDefinitionId": "gid://shopify/ReturnReasonDefinition/9",
-                    "customerNote": "Het staat me niet — Valt te klein",
-                }
+                    "customerNote": "Valt te klein",
+                },
+                # A buyer who wrote nothing has no customer note (never the reason text).
+                {
+                    "fulfillmentLineItemId": "gid://shopify/FulfillmentLineItem/12",
+                    "quantity": 1,
+                    "returnReason": "OTHER",
+                },
             ],
         }
     }
 
 
-def test_return_create_uses_return_input_and_always_a_reason_note(make_api: Callable[..., Any]) -> None:
+def test_return_create_sends_exactly_the_reason_text_as_the_reason_note(make_api: Callable[..., Any]) -> None:
     api, client = make_api(ReturnCreate=_ok("returnCreate", return_node("OPEN", rfos=OPEN_RFOS)))
     no_definition = ReturnLineInput("gid://shopify/FulfillmentLineItem/12", 2, None, "Rent")
-    ret = api.return_create(ORDER, [*LINES, no_definition])
-    assert ret.status == "OPEN" and ret.reverse_fulfillment_order_gids == [RFO]
+    no_text = ReturnLineInput(
+        "gid://shopify/FulfillmentLineItem/13", 1, "gid://shopify/ReturnReasonDefinition/8", None
+    )
+    ret = api.return_create(ORDER, [*LINES, no_definition, no_text])
+    assert ret.status == "OPEN" and ret.reverse_fulfillment_order_gids == (RFO,)
     [(_, variables)] = client.sent
     sent = variables["returnInput"]
     assert sent["orderId"] == ORDER and sent["notifyCustomer"] is False
-    first, second = sent["returnLineItems"]
+    first, second, third = sent["returnLineItems"]
     assert first["returnReasonDefinitionId"] == "gid://shopify/ReturnReasonDefinition/9"
-    assert first["returnReasonNote"] == "Het staat me niet — Valt te klein"
+    assert first["returnReasonNote"] == "Het staat me niet"  # the buyer's note is not mixed in
     assert "returnReason" not in first  # the deprecated enum only when no definition is known
     assert second["returnReason"] == "OTHER" and second["returnReasonNote"] == "Rent"
+    assert "returnReasonNote" not in third
 
 
 def test_approve_decline_close_cancel(make_api: Callable[..., Any]) -> None:
@@ -328,8 +346,8 @@ def test_tags_and_note(make_api: Callable[..., Any]) -> None:
         TagsRemove=lambda v: {"tagsRemove": {"node": {"id": ORDER, "tags": ["vip"]}, "userErrors": []}},
         OrderUpdateNote=lambda v: {"orderUpdate": {"order": {"id": ORDER, "note": "n"}, "userErrors": []}},
     )
-    assert api.tags_add(ORDER, ["Sendcloud Return: Exchange"]) == tags_after
-    assert api.tags_remove(ORDER, ["Sendcloud Return: Exchange"]) == ["vip"]
+    assert api.tags_add(ORDER, ["Sendcloud Return: Exchange"]) == tuple(tags_after)
+    assert api.tags_remove(ORDER, ["Sendcloud Return: Exchange"]) == ("vip",)
     api.set_note(ORDER, "n")
     sent = dict(client.sent)
     assert sent["TagsAdd"] == {"id": ORDER, "tags": ["Sendcloud Return: Exchange"]}
@@ -459,38 +477,3 @@ def test_every_captured_return_user_error_has_the_expected_kind() -> None:
     for path in CAPTURES_DIR.glob("2026-*.json"):
         walk(json.loads(path.read_text()))
     assert "Return line item has an invalid quantity." in seen
-
-
-# --- plan_return_lines ---------------------------------------------------------------------------
-
-
-def item(line_item: str, quantity: int, reason: str | None = "R9", note: str = "note") -> ReturnItem:
-    return ReturnItem(line_item, quantity, reason, note)
-
-
-def test_a_line_item_is_taken_from_its_fulfillment_line_items_in_turn() -> None:
-    returnable = [ReturnableLine("F1", "L1", 1), ReturnableLine("F2", "L1", 2), ReturnableLine("F3", "L2", 5)]
-    plan = plan_return_lines([item("L1", 3), item("L2", 1)], returnable)
-    assert plan == [
-        ReturnLineInput("F1", 1, "R9", "note"),
-        ReturnLineInput("F2", 2, "R9", "note"),
-        ReturnLineInput("F3", 1, "R9", "note"),
-    ]
-
-
-def test_quantity_used_by_one_item_is_not_offered_to_the_next() -> None:
-    returnable = [ReturnableLine("F1", "L1", 2)]
-    plan = plan_return_lines([item("L1", 1, note="a"), item("L1", 1, note="b")], returnable)
-    assert plan == [ReturnLineInput("F1", 1, "R9", "a"), ReturnLineInput("F1", 1, "R9", "b")]
-    assert plan_return_lines([item("L1", 1), item("L1", 1)], returnable) == [
-        ReturnLineInput("F1", 2, "R9", "note")
-    ]
-    short = plan_return_lines([item("L1", 2), item("L1", 1)], returnable)
-    assert short == Shortfall([ShortfallItem("L1", requested=1, returnable=0)])
-
-
-def test_a_shortfall_names_every_item_lacking_returnable_quantity() -> None:
-    returnable = [ReturnableLine("F1", "L1", 1)]
-    plan = plan_return_lines([item("L1", 2), item("L2", 1), item("L1", 0)], returnable)
-    assert plan == Shortfall([ShortfallItem("L1", 2, 1), ShortfallItem("L2", 1, 0)])
-    assert plan_return_lines([item("L1", 1)], []) == Shortfall([ShortfallItem("L1", 1, 0)])

@@ -10,10 +10,11 @@ import pytest
 from standin.admin import StandinAdmin
 from standin.server import RunningStandin
 from workers import mapping
+from workers.events import EventItem
+from workers.lines import MappedItem, Shortfall, plan_return_lines
 from workers.shopify import api as api_module
-from workers.shopify.api import ReturnItem, ShopifyAPI, Shortfall, UserErrors, plan_return_lines
-from workers.shopify.client import AccessDenied, CallRecord, ShopifyClient
-from workers.store.shops import Shop
+from workers.shopify.api import ShopifyAPI, UserErrors
+from workers.shopify.client import AccessDenied, CallRecord, Endpoint, ShopifyClient
 
 DOMAIN = "acme-nl.myshopify.com"
 TOKEN = "shpat_standin_token"
@@ -31,29 +32,31 @@ def admin(standin: RunningStandin) -> StandinAdmin:
 def make_api(
     standin: RunningStandin, token: str = TOKEN, records: list[CallRecord] | None = None
 ) -> ShopifyAPI:
-    shop = Shop(
-        id=1,
-        domain=DOMAIN,
-        access_token=token,
-        api_version="2026-07",
-        api_url=standin.url + "/shops/{shop}/admin/api/{version}/graphql.json",
-    )
     on_call = records.append if records is not None else None
-    return ShopifyAPI(ShopifyClient(shop, on_call=on_call))
+    return ShopifyAPI(ShopifyClient(endpoint(standin, token), on_call=on_call))
 
 
-def event_items(api: ShopifyAPI, items: list[dict[str, Any]]) -> list[ReturnItem]:
-    """Event items as the sync will turn them into ReturnItems (mapping + per-shop definition ids)."""
+def endpoint(standin: RunningStandin, token: str = TOKEN) -> Endpoint:
+    return Endpoint(DOMAIN, f"{standin.url}/shops/{DOMAIN}/admin/api/2026-07/graphql.json", token)
+
+
+def event_items(api: ShopifyAPI, items: list[dict[str, Any]]) -> list[MappedItem]:
+    """Event items as the sync maps them (reason handle, per-shop definition id, the two notes)."""
     planned = []
-    for item in items:
-        handle = mapping.reason_handle(item["reason_id"], {})
+    for raw in items:
+        line_item = str(raw["line_item_id"])
+        gid = line_item if line_item.startswith("gid://") else f"gid://shopify/LineItem/{line_item}"
+        item = EventItem(
+            gid, int(raw["quantity"]), raw["reason_id"], raw.get("reason"), raw.get("customer_note")
+        )
+        handle = mapping.reason_handle(item.reason_id, {})
         planned.append(
-            ReturnItem(
-                line_item_gid=mapping.normalise_line_item_gid(item["line_item_id"]),
-                quantity=int(item["quantity"]),
+            MappedItem(
+                line_item_gid=item.line_item_gid,
+                quantity=item.quantity,
                 reason_definition_gid=api.reason_definition_id(handle),
-                reason_note=mapping.reason_note(item),
-                customer_note=item.get("customer_note"),
+                reason_note=mapping.reason_note(item, handle),
+                customer_note=mapping.customer_note(item),
             )
         )
     return planned
@@ -89,7 +92,7 @@ def test_request_approve_track_tag_note_close(standin: RunningStandin, admin: St
 
     requested = api.return_request(order_gid, plan)
     assert requested.status == "REQUESTED"
-    assert requested.reverse_fulfillment_order_gids == []  # no tracking possible yet
+    assert requested.reverse_fulfillment_order_gids == ()  # no tracking possible yet
     assert requested.quantities_by_line_item() == {shirt: 1, trousers: 1}
 
     opened = api.approve_request(requested.gid)
@@ -110,7 +113,7 @@ def test_request_approve_track_tag_note_close(standin: RunningStandin, admin: St
     assert snapshot is not None
     [ret] = snapshot.returns
     assert (ret.gid, ret.status) == (requested.gid, "OPEN")
-    assert ret.tracking_numbers == ["3SSCLD123456789"]
+    assert ret.tracking_numbers == ("3SSCLD123456789",)
     assert tag in snapshot.tags
     assert mapping.append_exchange_note(snapshot.note, "R-100234", "Graag maat M in plaats van L") is None
 
@@ -218,14 +221,7 @@ def test_a_refused_mutation_guard_keeps_the_mutation_off_shopify(
         raise Fenced("lost the lock")
 
     created = admin.create_order(DOMAIN, "#2010", [{"title": "Shirt", "quantity": 1}])
-    shop = Shop(
-        id=1,
-        domain=DOMAIN,
-        access_token=TOKEN,
-        api_version="2026-07",
-        api_url=standin.url + "/shops/{shop}/admin/api/{version}/graphql.json",
-    )
-    api = ShopifyAPI(ShopifyClient(shop, before_mutation=guard))
+    api = ShopifyAPI(ShopifyClient(endpoint(standin), before_mutation=guard))
     calls_before = len(admin.calls(DOMAIN))
     # When it reads (allowed) and then tries to tag the order (a mutation)
     assert api.find_order_gid("#2010") == created["id"]

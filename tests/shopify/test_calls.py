@@ -6,10 +6,10 @@ import functools
 
 import pytest
 
-from tests.shopify.conftest import make_shop
+from tests.shopify.conftest import make_endpoint
 from tests.shopify.scripted_server import ok, scripted, throttled
 from workers.shopify.client import CallRecord, ShopifyClient
-from workers.shopify.documents import ORDER_SNAPSHOT
+from workers.shopify.documents import LIVE_ORDER
 from workers.store import calls, shops
 from workers.store.db import transaction
 
@@ -24,8 +24,8 @@ def test_records_are_stored_and_read_back_oldest_first(clean_db: str) -> None:
     shop = shops.register_shop("acme-nl.myshopify.com", "token")
     order_id = _order(shop.id, "gid://shopify/Order/1")
     other_order = _order(shop.id, "gid://shopify/Order/2")
-    calls.record_call(shop.id, order_id, None, CallRecord("OrderSnapshot", "ok", 200, 52, 12, 31))
-    calls.record_call(shop.id, other_order, None, CallRecord("OrderSnapshot", "ok", 200, 52, 12, 5))
+    calls.record_call(shop.id, order_id, None, CallRecord("LiveOrder", "ok", 200, 52, 12, 31))
+    calls.record_call(shop.id, other_order, None, CallRecord("LiveOrder", "ok", 200, 52, 12, 5))
     calls.record_call(
         shop.id,
         order_id,
@@ -35,7 +35,7 @@ def test_records_are_stored_and_read_back_oldest_first(clean_db: str) -> None:
 
     timeline = calls.calls_for_order(order_id)
     assert [(c["operation"], c["outcome"]) for c in timeline] == [
-        ("OrderSnapshot", "ok"),
+        ("LiveOrder", "ok"),
         ("ReturnCreate", "user_errors"),
     ]
     assert timeline[1]["detail"] == "invalid quantity"
@@ -53,11 +53,11 @@ def test_the_client_records_every_exchange_without_the_token(clean_db: str) -> N
     order_id = _order(shop_row.id, "gid://shopify/Order/1")
     with scripted([throttled(50, 0, 100), ok({"order": None})]) as server:
         client = ShopifyClient(
-            make_shop(server.url_template),
+            make_endpoint(server.url_template),
             on_call=functools.partial(calls.record_call, shop_row.id, order_id, None),
             sleep=lambda seconds: None,
         )
-        client.execute(ORDER_SNAPSHOT, {"id": "gid://shopify/Order/1"})
+        client.execute(LIVE_ORDER, {"id": "gid://shopify/Order/1"})
 
     timeline = calls.calls_for_order(order_id)
     assert [c["outcome"] for c in timeline] == ["throttled", "ok"]

@@ -11,7 +11,7 @@ import random
 import pytest
 
 from config import get_settings
-from tests.shopify.conftest import make_shop
+from tests.shopify.conftest import make_endpoint
 from tests.shopify.scripted_server import Reply, closed_port, ok, scripted, throttled
 from workers.shopify import client as client_module
 from workers.shopify.client import (
@@ -25,12 +25,12 @@ from workers.shopify.client import (
     Throttled,
     Unauthorized,
 )
-from workers.shopify.documents import ORDER_SNAPSHOT, RETURN_CLOSE, RETURN_CREATE
+from workers.shopify.documents import LIVE_ORDER, RETURN_CLOSE, RETURN_CREATE
 
 pytestmark = pytest.mark.usefixtures("small_settings")
 
 TOKEN = "shpat_secret_token_value"
-QUERY = ORDER_SNAPSHOT
+QUERY = LIVE_ORDER
 MUTATION = RETURN_CREATE
 ORDER_DATA = {"order": {"id": "gid://shopify/Order/1", "name": "#1001"}}
 
@@ -40,7 +40,7 @@ class Harness:
         self.records: list[CallRecord] = []
         self.sleeps: list[float] = []
         self.client = ShopifyClient(
-            make_shop(url_template, TOKEN),
+            make_endpoint(url_template, TOKEN),
             on_call=self.records.append,
             max_throttle_wait_s=max_throttle_wait_s,
             sleep=self.sleeps.append,
@@ -64,9 +64,9 @@ def test_a_query_returns_data_and_sends_the_token_as_json() -> None:
     assert request.headers["Content-Type"] == "application/json"
     assert request.body["query"] == QUERY
     assert request.body["variables"] == {"id": "gid://shopify/Order/1"}
-    assert request.body["operationName"] == "OrderSnapshot"
+    assert request.body["operationName"] == "LiveOrder"
     [record] = harness.records
-    assert (record.operation, record.outcome, record.http_status) == ("OrderSnapshot", "ok", 200)
+    assert (record.operation, record.outcome, record.http_status) == ("LiveOrder", "ok", 200)
     assert (record.requested_cost, record.actual_cost) == (12, 12)
     assert record.duration_ms >= 0
 
@@ -318,7 +318,7 @@ def test_the_token_never_reaches_call_records() -> None:
 
     assert len(harness.records) == 3
     assert all(TOKEN not in repr(record) for record in harness.records)
-    assert TOKEN not in repr(harness.client.shop)
+    assert TOKEN not in repr(harness.client.endpoint)
 
 
 def test_a_failing_recorder_does_not_fail_the_call() -> None:
@@ -326,7 +326,7 @@ def test_a_failing_recorder_does_not_fail_the_call() -> None:
         raise RuntimeError("database down")
 
     with scripted([ok(ORDER_DATA)]) as server:
-        client = ShopifyClient(make_shop(server.url_template), on_call=broken, sleep=lambda s: None)
+        client = ShopifyClient(make_endpoint(server.url_template), on_call=broken, sleep=lambda s: None)
         assert client.execute(QUERY, {"id": "gid://shopify/Order/1"}) == ORDER_DATA
 
 

@@ -8,13 +8,15 @@ errors (``OutcomeUnknown``, ``Throttled``, ``AccessDenied``...) come from the cl
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from workers import mapping
 from workers.shopify import documents as docs
-from workers.shopify.client import NotFound, ShopifyClient, ShopifyError, ShopifyGraphQLError, operation_of
+from workers.shopify.client import ShopifyClient, operation_of
+from workers.shopify.errors import NotFound, ShopifyError, ShopifyGraphQLError
+from workers.shopify.models import LiveOrder, ReturnableLine, ReturnLineInput, ShopifyReturn
+from workers.statuses import ShopifyStatus
 
 UserErrorKind = Literal["waiting", "rejected", "conflict", "invalid"]
 
@@ -101,147 +103,6 @@ class UserErrors(ShopifyError):
         return [str(error.get("message")) for error in self.errors]
 
 
-# --- data ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ShopifyReturn:
-    gid: str
-    name: str
-    status: str  # REQUESTED, OPEN, CLOSED, DECLINED, CANCELED
-    lines: list[tuple[str, int]]  # (line item GID, quantity), one per return line
-    reverse_fulfillment_order_gids: list[str] = field(default_factory=list)
-    tracking_numbers: list[str] = field(default_factory=list)
-
-    def quantities_by_line_item(self) -> dict[str, int]:
-        totals: dict[str, int] = {}
-        for line_item_gid, quantity in self.lines:
-            totals[line_item_gid] = totals.get(line_item_gid, 0) + quantity
-        return totals
-
-
-@dataclass(frozen=True)
-class OrderSnapshot:
-    gid: str
-    name: str
-    tags: list[str]
-    note: str | None
-    line_items: dict[str, tuple[int, int]]  # line item GID -> (quantity, unfulfilled quantity)
-    returns: list[ShopifyReturn]
-
-
-@dataclass(frozen=True)
-class ReturnableLine:
-    fulfillment_line_item_gid: str
-    line_item_gid: str
-    quantity: int  # still returnable
-
-
-@dataclass(frozen=True)
-class ReturnLineInput:
-    fulfillment_line_item_gid: str
-    quantity: int
-    reason_definition_gid: str | None
-    reason_note: str
-    customer_note: str | None = None
-
-
-@dataclass(frozen=True)
-class ReturnItem:
-    """One item of a platform return event, with its reason already mapped for the shop."""
-
-    line_item_gid: str
-    quantity: int
-    reason_definition_gid: str | None
-    reason_note: str
-    customer_note: str | None = None
-
-
-@dataclass(frozen=True)
-class ShortfallItem:
-    line_item_gid: str
-    requested: int
-    returnable: int
-
-
-@dataclass(frozen=True)
-class Shortfall:
-    """Items whose line item has less returnable quantity on Shopify than the event asks for."""
-
-    items: list[ShortfallItem]
-
-
-def plan_return_lines(
-    items: Sequence[ReturnItem], returnable_lines: Sequence[ReturnableLine]
-) -> list[ReturnLineInput] | Shortfall:
-    """Turn event items (line items) into Shopify return lines (fulfillment line items).
-
-    A line item fulfilled in several fulfillments is taken from its fulfillment line items in
-    turn, in Shopify's order, up to the event's quantity. Returnable quantity used by one item is
-    not offered to the next (an event may list the same line item twice with different reasons).
-    If any item cannot be covered in full, nothing is planned: the return must match the event.
-    """
-    remaining: dict[str, int] = {}
-    by_line_item: dict[str, list[ReturnableLine]] = {}
-    for line in returnable_lines:
-        remaining[line.fulfillment_line_item_gid] = remaining.get(line.fulfillment_line_item_gid, 0) + max(
-            0, line.quantity
-        )
-        by_line_item.setdefault(line.line_item_gid, []).append(line)
-
-    planned: list[ReturnLineInput] = []
-    short: list[ShortfallItem] = []
-    for item in items:
-        needed = item.quantity
-        for line in by_line_item.get(item.line_item_gid, []):
-            if needed <= 0:
-                break
-            take = min(needed, remaining[line.fulfillment_line_item_gid])
-            if take <= 0:
-                continue
-            remaining[line.fulfillment_line_item_gid] -= take
-            needed -= take
-            planned.append(
-                ReturnLineInput(
-                    fulfillment_line_item_gid=line.fulfillment_line_item_gid,
-                    quantity=take,
-                    reason_definition_gid=item.reason_definition_gid,
-                    reason_note=item.reason_note,
-                    customer_note=item.customer_note,
-                )
-            )
-        if needed > 0:
-            short.append(ShortfallItem(item.line_item_gid, item.quantity, item.quantity - needed))
-    if short:
-        return Shortfall(short)
-    return _merge_same_lines(planned)
-
-
-def _merge_same_lines(lines: list[ReturnLineInput]) -> list[ReturnLineInput]:
-    # Two event items for the same line item and reason become one Shopify line, not two lines on
-    # the same fulfillment line item.
-    merged: dict[tuple[str, str | None, str, str | None], ReturnLineInput] = {}
-    for line in lines:
-        key = (
-            line.fulfillment_line_item_gid,
-            line.reason_definition_gid,
-            line.reason_note,
-            line.customer_note,
-        )
-        if key in merged:
-            previous = merged[key]
-            merged[key] = ReturnLineInput(
-                previous.fulfillment_line_item_gid,
-                previous.quantity + line.quantity,
-                previous.reason_definition_gid,
-                previous.reason_note,
-                previous.customer_note,
-            )
-        else:
-            merged[key] = line
-    return list(merged.values())
-
-
 # --- parsing ---------------------------------------------------------------------------------
 
 
@@ -269,17 +130,17 @@ def parse_return(node: dict[str, Any]) -> ShopifyReturn:
     return ShopifyReturn(
         gid=node["id"],
         name=node.get("name") or "",
-        status=node.get("status") or "",
-        lines=lines,
-        reverse_fulfillment_order_gids=rfo_gids,
-        tracking_numbers=tracking,
+        status=ShopifyStatus(node["status"]),
+        lines=tuple(lines),
+        reverse_fulfillment_order_gids=tuple(rfo_gids),
+        tracking_numbers=tuple(tracking),
     )
 
 
-# Reason-definition ids per shop, for the life of the process: they are Shopify-wide taxonomy ids
-# that do not change, and resolving them on every event would double the calls.
+# A shop's reason definitions (handle -> GID), for the life of the process: they are Shopify-wide
+# taxonomy ids that do not change, about twenty per shop, read in one paged query on first use.
 _reason_cache_lock = threading.Lock()
-_reason_cache: dict[tuple[int, str], dict[str, str | None]] = {}
+_reason_cache: dict[str, dict[str, str]] = {}
 
 
 def clear_reason_cache() -> None:
@@ -313,10 +174,10 @@ class ShopifyAPI:
                 return node["id"]
         return None
 
-    def order(self, order_gid: str) -> OrderSnapshot | None:
+    def order(self, order_gid: str) -> LiveOrder | None:
         """Tags, note, line item quantities and every return of the order, or None if unknown."""
         try:
-            data = self.client.execute(docs.ORDER_SNAPSHOT, {"id": order_gid})
+            data = self.client.execute(docs.LIVE_ORDER, {"id": order_gid})
         except NotFound:
             return None
         node = data.get("order")
@@ -331,13 +192,13 @@ class ShopifyAPI:
             detailed = self.return_details(shallow["id"])
             if detailed is not None:
                 returns.append(detailed)
-        return OrderSnapshot(
+        return LiveOrder(
             gid=node["id"],
             name=node.get("name") or "",
-            tags=list(node.get("tags") or []),
+            tags=tuple(node.get("tags") or ()),
             note=node.get("note"),
             line_items=line_items,
-            returns=returns,
+            returns=tuple(returns),
         )
 
     def return_details(self, return_gid: str) -> ShopifyReturn | None:
@@ -367,40 +228,23 @@ class ShopifyAPI:
                 return lines
             after = page["endCursor"]
 
-    def reason_definition_ids(self, handles: Iterable[str] | None = None) -> dict[str, str]:
-        """Handle -> ReturnReasonDefinition GID, resolved once per process per shop.
-
-        Without ``handles``: every handle the reason map and the shop's overrides can produce.
-        Handles Shopify does not know are left out of the answer (the caller falls back to Other).
-        """
-        shop = self.client.shop
-        if handles is None:
-            handles = mapping.all_reason_handles(shop.reason_overrides)
-        wanted = sorted(set(handles))
-        key = (shop.id, shop.domain)
-        with _reason_cache_lock:
-            cached = dict(_reason_cache.get(key, {}))
-        missing = [handle for handle in wanted if handle not in cached]
-        if missing:
-            found = self._fetch_reason_definitions(missing)
-            with _reason_cache_lock:
-                entry = _reason_cache.setdefault(key, {})
-                for handle in missing:
-                    entry[handle] = found.get(handle)
-                cached = dict(entry)
-        return {handle: gid for handle in wanted if (gid := cached.get(handle))}
-
     def reason_definition_id(self, handle: str) -> str | None:
         """The definition GID for a handle, falling back to Other when the shop lacks the handle."""
-        ids = self.reason_definition_ids([handle, mapping.OTHER_HANDLE])
-        return ids.get(handle) or ids.get(mapping.OTHER_HANDLE)
+        definitions = self.reason_definitions()
+        return definitions.get(handle) or definitions.get(mapping.OTHER_HANDLE)
 
-    def _fetch_reason_definitions(self, handles: list[str]) -> dict[str, str]:
+    def reason_definitions(self) -> dict[str, str]:
+        """Every reason definition of the shop, handle -> GID, read once per process."""
+        key = self.client.endpoint.shop_domain
+        with _reason_cache_lock:
+            cached = _reason_cache.get(key)
+        if cached is not None:
+            return cached
         found: dict[str, str] = {}
         deleted: dict[str, str] = {}
         after: str | None = None
         while True:
-            data = self.client.execute(docs.RETURN_REASON_DEFINITIONS, {"handles": handles, "after": after})
+            data = self.client.execute(docs.RETURN_REASON_DEFINITIONS, {"after": after})
             connection = data.get("returnReasonDefinitions") or {}
             for node in _nodes(connection):
                 # Deleted definitions stay valid on returns; a live one is preferred if both exist.
@@ -410,14 +254,19 @@ class ShopifyAPI:
             if not page.get("hasNextPage") or not page.get("endCursor"):
                 break
             after = page["endCursor"]
-        return {**deleted, **found}
+        definitions = {**deleted, **found}
+        with _reason_cache_lock:
+            _reason_cache[key] = definitions
+        return definitions
 
     # -- return mutations ---------------------------------------------------------------------
 
     def return_request(self, order_gid: str, lines: Sequence[ReturnLineInput]) -> ShopifyReturn:
-        """A return in status REQUESTED (no reverse fulfilment order yet, so no tracking)."""
-        # ReturnRequestLineItemInput has no returnReasonNote; customerNote is its only free text,
-        # so it carries the reason note (which already holds the customer's own note).
+        """A return in status REQUESTED (no reverse fulfilment order yet, so no tracking).
+
+        ReturnRequestLineItemInput has no returnReasonNote; its ``customerNote`` is exactly what
+        the buyer wrote, and absent when they wrote nothing (merchants read it as the buyer's).
+        """
         variables = {
             "input": {
                 "orderId": order_gid,
@@ -426,7 +275,7 @@ class ShopifyAPI:
                         "fulfillmentLineItemId": line.fulfillment_line_item_gid,
                         "quantity": line.quantity,
                         **_reason_fields(line),
-                        "customerNote": line.reason_note or line.customer_note,
+                        **({"customerNote": line.customer_note} if line.customer_note else {}),
                     }
                     for line in lines
                 ],
@@ -446,8 +295,8 @@ class ShopifyAPI:
                         "fulfillmentLineItemId": line.fulfillment_line_item_gid,
                         "quantity": line.quantity,
                         **_reason_fields(line),
-                        # Shopify requires a note with Other on returnCreate; always sent.
-                        "returnReasonNote": line.reason_note,
+                        # Exactly the original reason text (Shopify requires one with Other).
+                        **({"returnReasonNote": line.reason_note} if line.reason_note else {}),
                     }
                     for line in lines
                 ],
@@ -500,15 +349,15 @@ class ShopifyAPI:
 
     # -- order mutations ----------------------------------------------------------------------
 
-    def tags_add(self, order_gid: str, tags: Sequence[str]) -> list[str]:
+    def tags_add(self, order_gid: str, tags: Sequence[str]) -> tuple[str, ...]:
         """Add tags (additive, case-insensitive on Shopify); returns the order's tags after it."""
         payload = self._mutate(docs.TAGS_ADD, {"id": order_gid, "tags": list(tags)}, "tagsAdd")
-        return list((payload.get("node") or {}).get("tags") or [])
+        return tuple((payload.get("node") or {}).get("tags") or ())
 
-    def tags_remove(self, order_gid: str, tags: Sequence[str]) -> list[str]:
+    def tags_remove(self, order_gid: str, tags: Sequence[str]) -> tuple[str, ...]:
         """Remove tags (only those named); returns the order's tags after it."""
         payload = self._mutate(docs.TAGS_REMOVE, {"id": order_gid, "tags": list(tags)}, "tagsRemove")
-        return list((payload.get("node") or {}).get("tags") or [])
+        return tuple((payload.get("node") or {}).get("tags") or ())
 
     def set_note(self, order_gid: str, note: str) -> None:
         """Overwrite the order note (the caller built it from a fresh read; see mapping)."""

@@ -26,7 +26,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -35,7 +35,36 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from config import get_settings
-from workers.store.shops import Shop
+from workers.retry import RetryPolicy, Verdict, call_policy
+from workers.shopify.errors import (
+    AccessDenied,
+    NotFound,
+    OutcomeUnknown,
+    ShopifyError,
+    ShopifyGraphQLError,
+    ShopifyHTTPError,
+    ShopifyUnavailable,
+    Throttled,
+    TransientError,
+    Unauthorized,
+)
+from workers.statuses import CallOutcome
+from workers.store.calls import CallRecord
+
+__all__ = [
+    "AccessDenied",
+    "CallRecord",
+    "Endpoint",
+    "NotFound",
+    "OutcomeUnknown",
+    "ShopifyClient",
+    "ShopifyError",
+    "ShopifyGraphQLError",
+    "ShopifyHTTPError",
+    "ShopifyUnavailable",
+    "Throttled",
+    "Unauthorized",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,90 +75,6 @@ DEFAULT_MAX_THROTTLE_WAIT_S = 30.0
 # one second is what Shopify's REST limiter sends and refills any plan's bucket noticeably.
 _FALLBACK_THROTTLE_WAIT_S = 1.0
 _DETAIL_MAX = 2000
-
-OUTCOMES = (
-    "ok",
-    "user_errors",
-    "throttled",
-    "http_error",
-    "timeout",
-    "connection_error",
-    "access_denied",
-    "graphql_error",
-)
-
-
-@dataclass(frozen=True)
-class CallRecord:
-    """One HTTP exchange with Shopify, as stored in ``shopify_calls``."""
-
-    operation: str
-    outcome: str
-    http_status: int | None
-    requested_cost: int | None
-    actual_cost: int | None
-    duration_ms: int
-    detail: str | None = None
-
-
-class ShopifyError(Exception):
-    """Base of every error this client raises."""
-
-
-class ShopifyUnavailable(ShopifyError):
-    """Shopify could not be reached or kept failing: transient, try again later."""
-
-    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-
-class OutcomeUnknown(ShopifyUnavailable):
-    """A mutation may or may not have been applied: re-read Shopify before sending it again."""
-
-
-class Throttled(ShopifyUnavailable):
-    """The shop's API budget needs longer than we are willing to wait in-process."""
-
-    def __init__(self, retry_after_s: float) -> None:
-        super().__init__(f"throttled by Shopify; retry after {retry_after_s:.1f}s", retry_after_s)
-
-
-class Unauthorized(ShopifyError):
-    """HTTP 401/403: the token is invalid or revoked (the app was uninstalled)."""
-
-    def __init__(self, http_status: int) -> None:
-        super().__init__(f"Shopify refused the access token (HTTP {http_status})")
-        self.http_status = http_status
-
-
-class AccessDenied(ShopifyError):
-    """The token works but lacks a scope (``ACCESS_DENIED``): the shop needs a reinstall."""
-
-    def __init__(self, required_scopes: tuple[str, ...], message: str) -> None:
-        super().__init__(message)
-        self.required_scopes = required_scopes
-
-
-class ShopifyGraphQLError(ShopifyError):
-    """Top-level GraphQL errors (validation, bad variables...): permanent, a bug on our side."""
-
-    def __init__(self, errors: list[dict[str, Any]]) -> None:
-        super().__init__("; ".join(str(error.get("message", error)) for error in errors)[:_DETAIL_MAX])
-        self.errors = errors
-
-
-class NotFound(ShopifyGraphQLError):
-    """``RESOURCE_NOT_FOUND``: a GID of the wrong type or one Shopify does not know."""
-
-
-class ShopifyHTTPError(ShopifyError):
-    """Any other 4xx (402 frozen shop, 404 unknown shop, 423 locked shop): not retried here."""
-
-    def __init__(self, http_status: int, body: str) -> None:
-        super().__init__(f"HTTP {http_status} from Shopify: {body[:200]}")
-        self.http_status = http_status
-
 
 # One pooled session per process. A session inherited over fork() shares its sockets with the
 # parent (Celery prefork), so a new one is built when the pid changes.
@@ -246,20 +191,37 @@ def _retry_after(response: requests.Response) -> float | None:
         return None  # an HTTP date; Shopify sends seconds, so fall back to our own wait
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and as whom to call one shop's Admin API (the token never shows in a repr)."""
+
+    shop_domain: str
+    url: str
+    access_token: str = field(repr=False)
+
+
 class ShopifyClient:
-    """Executes GraphQL documents for one shop. Cheap to create; the HTTP pool is per process."""
+    """Executes GraphQL documents for one shop. Cheap to create; the HTTP pool is per process.
+
+    Every retry inside a call is decided by ``policy`` (``workers.retry.call_policy``): a
+    ``TransientError`` of one exchange is retried with its backoff, throttling is waited out as
+    Shopify asks up to ``max_throttle_wait_s`` per call and then handed back as ``Throttled``, and
+    whatever the policy calls permanent goes straight to the caller.
+    """
 
     def __init__(
         self,
-        shop: Shop,
+        endpoint: Endpoint,
         *,
+        policy: RetryPolicy | None = None,
         on_call: Callable[[CallRecord], None] | None = None,
         before_mutation: Callable[[], None] | None = None,
         max_throttle_wait_s: float = DEFAULT_MAX_THROTTLE_WAIT_S,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
-        self.shop = shop
+        self.endpoint = endpoint
+        self.policy = policy or call_policy(get_settings())
         self.on_call = on_call
         # Called before every mutation is sent (each retry included); it raises to stop the send.
         # The sync uses it to re-check its order lock: a fencing token guards Postgres writes,
@@ -274,120 +236,135 @@ class ShopifyClient:
 
     def execute(self, document: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         """Send a document and return its ``data``. userErrors are left in the data for the caller."""
-        settings = get_settings()
         op_type, operation = operation_of(document)
         is_mutation = op_type == "mutation"
         body = {"query": document, "variables": variables or {}, "operationName": operation}
+        failures = 0  # transient failures (5xx, timeouts, connection errors)
+        throttles = 0
+        throttle_waited = 0.0
+        while True:
+            if is_mutation and self.before_mutation is not None:
+                self.before_mutation()
+            try:
+                return self._exchange(operation, is_mutation, body)
+            except ShopifyError as exc:
+                throttled = isinstance(exc, Throttled)
+                failures += 0 if throttled else 1
+                decision = self.policy.decide(exc, failures, self._rng)
+                if decision.verdict is Verdict.GIVE_UP:
+                    if isinstance(exc, TransientError):
+                        raise ShopifyUnavailable(f"{operation}: {exc} after {failures} attempts") from exc
+                    raise
+                if throttled:
+                    throttles += 1
+                    if (
+                        throttle_waited + decision.delay_s > self.max_throttle_wait_s
+                        or throttles > self.policy.times
+                    ):
+                        log.info(
+                            "shopify %s throttled; handing %.1fs back to the caller",
+                            operation,
+                            decision.delay_s,
+                        )
+                        raise Throttled(decision.delay_s) from None
+                    throttle_waited += decision.delay_s
+                else:
+                    log.info("shopify %s: %s; retry %d in %.2fs", operation, exc, failures, decision.delay_s)
+                self._sleep(decision.delay_s)
+
+    # -- one exchange -------------------------------------------------------------------------
+
+    def _exchange(self, operation: str, is_mutation: bool, body: dict[str, Any]) -> dict[str, Any]:
+        """One HTTP request and its classification: data, or the ShopifyError it amounts to."""
+        settings = get_settings()
         headers = {
-            "X-Shopify-Access-Token": self.shop.access_token,
+            "X-Shopify-Access-Token": self.endpoint.access_token,
             "Content-Type": "application/json",
             "Accept": "application/json",
         }
         timeout = (settings.shopify_connect_timeout_s, settings.shopify_read_timeout_s)
-        failures = 0  # transient failures (5xx, timeouts, connection errors)
-        throttles = 0
-        throttle_waited = 0.0
+        started = time.monotonic()
+        try:
+            response = get_session().post(self.endpoint.url, json=body, headers=headers, timeout=timeout)
+        except requests.exceptions.Timeout as exc:
+            self._report(operation, CallOutcome.TIMEOUT, None, None, None, started, type(exc).__name__)
+            if is_mutation and not _never_sent(exc):
+                raise OutcomeUnknown(f"{operation}: read timeout after sending") from exc
+            raise TransientError(f"timeout ({type(exc).__name__})") from exc
+        except requests.exceptions.ConnectionError as exc:
+            self._report(operation, CallOutcome.CONNECTION_ERROR, None, None, None, started, _short(str(exc)))
+            if is_mutation and not _never_sent(exc):
+                raise OutcomeUnknown(f"{operation}: connection lost after sending") from exc
+            raise TransientError("connection error") from exc
 
-        while True:
-            if is_mutation and self.before_mutation is not None:
-                self.before_mutation()
-            started = time.monotonic()
-            try:
-                response = get_session().post(
-                    self.shop.graphql_url, json=body, headers=headers, timeout=timeout
+        status = response.status_code
+        payload = self._json(response)
+        extensions = (payload or {}).get("extensions") or {}
+        cost = (extensions.get("cost") or {}) if isinstance(extensions, dict) else {}
+        # Binds this exchange's figures, so each branch below only says what happened.
+        report = functools.partial(
+            self._report_exchange,
+            operation,
+            status,
+            _int_or_none(cost.get("requestedQueryCost")),
+            _int_or_none(cost.get("actualQueryCost")),
+            started,
+        )
+
+        if status == 429:
+            wait = _retry_after(response)
+            wait = _FALLBACK_THROTTLE_WAIT_S if wait is None else wait
+            report(CallOutcome.THROTTLED, f"HTTP 429, Retry-After {wait:g}s")
+            raise Throttled(wait)
+        if status in (401, 403):
+            report(CallOutcome.HTTP_ERROR, f"HTTP {status}")
+            raise Unauthorized(status)
+        if status >= 500 or payload is None:
+            detail = f"HTTP {status}" + ("" if payload is not None else ", body is not JSON")
+            report(CallOutcome.HTTP_ERROR, detail)
+            if is_mutation:
+                # A 5xx may come after Shopify applied the mutation (e.g. a gateway timeout).
+                raise OutcomeUnknown(f"{operation}: {detail}; outcome unknown")
+            raise TransientError(detail)
+        if status >= 400:
+            report(CallOutcome.HTTP_ERROR, f"HTTP {status}: {_short(payload)}")
+            raise ShopifyHTTPError(status, _short(payload))
+
+        errors = payload.get("errors")
+        if errors:
+            if isinstance(errors, str | dict):
+                errors = [{"message": errors} if isinstance(errors, str) else errors]
+            codes = _error_codes(errors)
+            if "THROTTLED" in codes:
+                wait = self._throttle_wait_from_cost(cost)
+                report(CallOutcome.THROTTLED, f"THROTTLED, waiting {wait:.2f}s")
+                raise Throttled(wait)
+            if "ACCESS_DENIED" in codes:
+                report(CallOutcome.ACCESS_DENIED, _short(errors))
+                raise AccessDenied(
+                    required_scopes_from(errors), _short([error.get("message") for error in errors])
                 )
-            except requests.exceptions.Timeout as exc:
-                sent = not _never_sent(exc)
-                self._report(operation, "timeout", None, None, None, started, type(exc).__name__)
-                if is_mutation and sent:
-                    raise OutcomeUnknown(f"{operation}: read timeout after sending") from exc
-                failures += 1
-                self._backoff_or_raise(operation, failures, f"timeout ({type(exc).__name__})", exc)
-                continue
-            except requests.exceptions.ConnectionError as exc:
-                sent = not _never_sent(exc)
-                self._report(operation, "connection_error", None, None, None, started, _short(str(exc)))
-                if is_mutation and sent:
-                    raise OutcomeUnknown(f"{operation}: connection lost after sending") from exc
-                failures += 1
-                self._backoff_or_raise(operation, failures, "connection error", exc)
-                continue
-
-            status = response.status_code
-            payload = self._json(response)
-            extensions = (payload or {}).get("extensions") or {}
-            cost = extensions.get("cost") or {} if isinstance(extensions, dict) else {}
-            requested_cost = _int_or_none(cost.get("requestedQueryCost"))
-            actual_cost = _int_or_none(cost.get("actualQueryCost"))
-
-            # Binds this attempt's figures, so each branch below only says what happened.
-            report = functools.partial(
-                self._report_exchange, operation, status, requested_cost, actual_cost, started
-            )
-
-            if status == 429:
-                wait = _retry_after(response)
-                wait = _FALLBACK_THROTTLE_WAIT_S if wait is None else wait
-                report("throttled", f"HTTP 429, Retry-After {wait:g}s")
-                throttles, throttle_waited = self._throttle_wait(
-                    operation, wait, throttles, throttle_waited, settings.shopify_max_attempts
-                )
-                continue
-            if status in (401, 403):
-                report("http_error", f"HTTP {status}")
-                raise Unauthorized(status)
-            if status >= 500 or payload is None:
-                detail = f"HTTP {status}" + ("" if payload is not None else ", body is not JSON")
-                report("http_error", detail)
+            if "INTERNAL_SERVER_ERROR" in codes:
+                # Shopify's own failure inside an HTTP 200: transient, but may have half-run.
+                report(CallOutcome.HTTP_ERROR, _short(errors))
                 if is_mutation:
-                    # A 5xx may come after Shopify applied the mutation (e.g. a gateway timeout).
-                    raise OutcomeUnknown(f"{operation}: {detail}; outcome unknown")
-                failures += 1
-                self._backoff_or_raise(operation, failures, detail, None)
-                continue
-            if status >= 400:
-                report("http_error", f"HTTP {status}: {_short(payload)}")
-                raise ShopifyHTTPError(status, _short(payload))
+                    raise OutcomeUnknown(f"{operation}: INTERNAL_SERVER_ERROR; outcome unknown")
+                raise TransientError("INTERNAL_SERVER_ERROR")
+            report(CallOutcome.GRAPHQL_ERROR, _short(errors))
+            if "RESOURCE_NOT_FOUND" in codes:
+                raise NotFound(errors)
+            raise ShopifyGraphQLError(errors)
 
-            errors = payload.get("errors") if isinstance(payload, dict) else None
-            if errors:
-                if isinstance(errors, str | dict):
-                    errors = [{"message": errors} if isinstance(errors, str) else errors]
-                codes = _error_codes(errors)
-                if "THROTTLED" in codes:
-                    wait = self._throttle_wait_from_cost(cost)
-                    report("throttled", f"THROTTLED, waiting {wait:.2f}s")
-                    throttles, throttle_waited = self._throttle_wait(
-                        operation, wait, throttles, throttle_waited, settings.shopify_max_attempts
-                    )
-                    continue
-                if "ACCESS_DENIED" in codes:
-                    scopes = required_scopes_from(errors)
-                    report("access_denied", _short(errors))
-                    raise AccessDenied(scopes, _short([error.get("message") for error in errors]))
-                if "INTERNAL_SERVER_ERROR" in codes:
-                    # Shopify's own failure inside an HTTP 200: transient, but may have half-run.
-                    report("http_error", _short(errors))
-                    if is_mutation:
-                        raise OutcomeUnknown(f"{operation}: INTERNAL_SERVER_ERROR; outcome unknown")
-                    failures += 1
-                    self._backoff_or_raise(operation, failures, "INTERNAL_SERVER_ERROR", None)
-                    continue
-                report("graphql_error", _short(errors))
-                if "RESOURCE_NOT_FOUND" in codes:
-                    raise NotFound(errors)
-                raise ShopifyGraphQLError(errors)
-
-            data = payload.get("data") if isinstance(payload, dict) else None
-            if not isinstance(data, dict):
-                report("graphql_error", "no data in the response")
-                raise ShopifyGraphQLError([{"message": "no data in the response"}])
-            user_errors = _user_errors_in(data)
-            if user_errors:
-                report("user_errors", _short(user_errors))
-            else:
-                report("ok")
-            return data
+        data = payload.get("data")
+        if not isinstance(data, dict):
+            report(CallOutcome.GRAPHQL_ERROR, "no data in the response")
+            raise ShopifyGraphQLError([{"message": "no data in the response"}])
+        user_errors = _user_errors_in(data)
+        if user_errors:
+            report(CallOutcome.USER_ERRORS, _short(user_errors))
+        else:
+            report(CallOutcome.OK)
+        return data
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -404,39 +381,16 @@ class ShopifyClient:
         """Seconds until the bucket holds the requested cost, from extensions.cost.throttleStatus."""
         status = cost.get("throttleStatus") or {}
         try:
-            requested = float(cost.get("requestedQueryCost"))
-            available = float(status.get("currentlyAvailable"))
-            rate = float(status.get("restoreRate"))
-        except (TypeError, ValueError):
+            requested = float(cost["requestedQueryCost"])
+            available = float(status["currentlyAvailable"])
+            rate = float(status["restoreRate"])
+        except (KeyError, TypeError, ValueError):
             return _FALLBACK_THROTTLE_WAIT_S
         if rate <= 0:
             return _FALLBACK_THROTTLE_WAIT_S
         # Shopify said THROTTLED, so at least one restore tick is needed even if the numbers say 0
         # (another worker may have drained the bucket between the two).
         return max((requested - available) / rate, 1.0 / rate)
-
-    def _throttle_wait(
-        self, operation: str, wait: float, throttles: int, waited: float, max_attempts: int
-    ) -> tuple[int, float]:
-        throttles += 1
-        if waited + wait > self.max_throttle_wait_s or throttles > max_attempts:
-            log.info("shopify %s throttled; handing %.1fs back to the caller", operation, wait)
-            raise Throttled(wait)
-        log.debug("shopify %s throttled; sleeping %.2fs", operation, wait)
-        self._sleep(wait)
-        return throttles, waited + wait
-
-    def _backoff_or_raise(
-        self, operation: str, failures: int, reason: str, exc: BaseException | None
-    ) -> None:
-        settings = get_settings()
-        if failures >= settings.shopify_max_attempts:
-            raise ShopifyUnavailable(f"{operation}: {reason} after {failures} attempts") from exc
-        # Full jitter (AWS architecture blog): spreads retries of many workers hit by one outage.
-        ceiling = min(settings.shopify_backoff_cap_s, settings.shopify_backoff_base_s * 2 ** (failures - 1))
-        delay = self._rng.uniform(0.0, ceiling)
-        log.info("shopify %s: %s; retry %d in %.2fs", operation, reason, failures, delay)
-        self._sleep(delay)
 
     def _report_exchange(
         self,
@@ -445,7 +399,7 @@ class ShopifyClient:
         requested_cost: int | None,
         actual_cost: int | None,
         started: float,
-        outcome: str,
+        outcome: CallOutcome,
         detail: str | None = None,
     ) -> None:
         self._report(operation, outcome, http_status, requested_cost, actual_cost, started, detail)
@@ -453,7 +407,7 @@ class ShopifyClient:
     def _report(
         self,
         operation: str,
-        outcome: str,
+        outcome: CallOutcome,
         http_status: int | None,
         requested_cost: int | None,
         actual_cost: int | None,
@@ -469,7 +423,7 @@ class ShopifyClient:
             duration_ms=int((time.monotonic() - started) * 1000),
             detail=detail,
         )
-        log.debug("shopify %s %s: %s", self.shop.domain, operation, outcome)
+        log.debug("shopify %s %s: %s", self.endpoint.shop_domain, operation, outcome)
         if self.on_call is None:
             return
         try:

@@ -5,7 +5,7 @@ tests/shopify/test_documents.py, and so the stand-in's per-text validation cache
 
 Query cost: Shopify refuses a single query above 1,000 points, and a connection costs its ``first``
 times its node cost. Nesting the full return details inside ``Order.returns(first: 50)`` would be
-several thousand points, so the order snapshot reads the returns shallowly and each return's
+several thousand points, so the live order query reads the returns shallowly and each return's
 details are read with ``ReturnDetails`` (orders rarely have more than one or two returns).
 
 ``notifyCustomer: false`` is written into every mutation that has the argument (the returns
@@ -88,8 +88,8 @@ query FindOrderByName($query: String!) {
 }
 """
 
-ORDER_SNAPSHOT = """
-query OrderSnapshot($id: ID!) {
+LIVE_ORDER = """
+query LiveOrder($id: ID!) {
   order(id: $id) {
     id
     name
@@ -150,9 +150,10 @@ query ReturnableFulfillments($orderId: ID!, $after: String) {
 }
 """
 
+# Every definition of the shop (about twenty) in one page; paged in case a shop has more.
 RETURN_REASON_DEFINITIONS = """
-query ReturnReasonDefinitions($handles: [String!], $after: String) {
-  returnReasonDefinitions(handles: $handles, first: 100, after: $after) {
+query ReturnReasonDefinitions($after: String) {
+  returnReasonDefinitions(first: 100, after: $after) {
     nodes {
       id
       handle
@@ -279,7 +280,7 @@ mutation OrderUpdateNote($input: OrderInput!) {
 ALL_DOCUMENTS: dict[str, str] = {
     "ACCESS_SCOPES": ACCESS_SCOPES,
     "FIND_ORDER_BY_NAME": FIND_ORDER_BY_NAME,
-    "ORDER_SNAPSHOT": ORDER_SNAPSHOT,
+    "LIVE_ORDER": LIVE_ORDER,
     "RETURN_DETAILS": RETURN_DETAILS,
     "RETURNABLE_FULFILLMENTS": RETURNABLE_FULFILLMENTS,
     "RETURN_REASON_DEFINITIONS": RETURN_REASON_DEFINITIONS,

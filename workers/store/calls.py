@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from workers.shopify.client import CallRecord
+from workers.statuses import CallOutcome
 from workers.store.db import transaction
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One HTTP exchange with Shopify, as stored in ``shopify_calls`` (never a token in it)."""
+
+    operation: str
+    outcome: CallOutcome
+    http_status: int | None
+    requested_cost: int | None
+    actual_cost: int | None
+    duration_ms: int
+    detail: str | None = None
 
 
 def record_call(shop_id: int, order_id: int | None, return_id: int | None, record: CallRecord) -> None:

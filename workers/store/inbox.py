@@ -7,15 +7,23 @@ together or not at all, so a 202 always means "durable and complete".
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
 
 import psycopg2.extras
 
+from workers.events import ReturnEvent
+from workers.statuses import OPEN_EVENT_STATUSES, EventStatus, SyncState
 from workers.store.db import transaction
 
-RecordStatus = Literal["accepted", "duplicate", "conflict", "unknown_shop"]
-OPEN_EVENT_STATUSES = ("accepted", "waiting")
+
+class RecordStatus(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
+    UNKNOWN_SHOP = "unknown_shop"
 
 
 @dataclass(frozen=True)
@@ -24,11 +32,11 @@ class RecordResult:
     order_id: int | None = None
     event_row_id: int | None = None
     # The stored event's own status (for a duplicate: is it still open, worth a new doorbell?).
-    event_status: str | None = None
+    event_status: EventStatus | None = None
 
     @property
     def is_open(self) -> bool:
-        return self.event_status in OPEN_EVENT_STATUSES
+        return self.event_status is not None and self.event_status.is_open
 
 
 class _LostInsertRace(Exception):
@@ -39,7 +47,7 @@ class _LostInsertRace(Exception):
         self.result = result
 
 
-def _payload_json(payload: dict[str, Any]) -> str:
+def _payload_json(payload: Mapping[str, Any]) -> str:
     # allow_nan=False: the endpoint already refuses NaN/Infinity; a slip must fail, not store junk.
     return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
@@ -57,10 +65,10 @@ def _compare_existing(
     if row is None:
         return None
     return RecordResult(
-        status="duplicate" if row["same"] else "conflict",
+        status=RecordStatus.DUPLICATE if row["same"] else RecordStatus.CONFLICT,
         order_id=row["order_id"],
         event_row_id=row["id"],
-        event_status=row["status"],
+        event_status=EventStatus(row["status"]),
     )
 
 
@@ -102,7 +110,9 @@ def _find_or_create_order(
         """,
         (shop_id, gid if gid is not None else name, gid, name),
     )
-    return cur.fetchone()["id"]
+    created = cur.fetchone()
+    assert created is not None
+    return int(created["id"])
 
 
 def _fill_order(
@@ -150,53 +160,50 @@ def _find_or_create_return(
             (shop_id, platform_return_id),
         )
         row = cur.fetchone()
+    assert row is not None
     return row["id"], row["order_id"]
 
 
-def record_event(shop_domain: str, event: dict[str, Any], payload: dict[str, Any]) -> RecordResult:
-    """Store one validated event (``event``) with its raw parsed body (``payload``).
+def record_event(event: ReturnEvent, payload: Mapping[str, Any]) -> RecordResult:
+    """Store one validated event with the parsed body it came from (``payload``, unknown fields
+    and all: what the producer sent is kept as sent).
 
     Raises ``workers.store.db.DatabaseUnavailable`` when Postgres cannot be reached; nothing is
     stored then.
     """
     payload_json = _payload_json(payload)
-    ret = event["return"]
-    gid: str | None = ret["order"].get("id")
-    name: str | None = ret["order"].get("name")
+    ret = event.event_return
     try:
         with transaction() as cur:
-            cur.execute("SELECT id FROM shops WHERE domain = %s", (shop_domain,))
+            cur.execute("SELECT id FROM shops WHERE domain = %s", (event.shop,))
             shop = cur.fetchone()
             if shop is None:
-                return RecordResult(status="unknown_shop")
+                return RecordResult(status=RecordStatus.UNKNOWN_SHOP)
             # Re-deliveries are the common case: answer them without touching order/return rows.
-            existing = _compare_existing(cur, event["id"], payload_json)
+            existing = _compare_existing(cur, event.id, payload_json)
             if existing is not None:
                 return existing
-            return_id, order_id = _find_or_create_return(cur, shop["id"], ret["id"], gid, name)
+            return_id, order_id = _find_or_create_return(
+                cur, shop["id"], ret.id, ret.order.gid, ret.order.name
+            )
             cur.execute(
                 """
                 INSERT INTO events (event_id, shop_id, return_id, order_id, type, occurred_at, payload)
                 VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb)
                 ON CONFLICT (event_id) DO NOTHING RETURNING id
                 """,
-                (
-                    event["id"],
-                    shop["id"],
-                    return_id,
-                    order_id,
-                    event["type"],
-                    event["occurred_at"],
-                    payload_json,
-                ),
+                (event.id, shop["id"], return_id, order_id, event.type, event.occurred_at, payload_json),
             )
             inserted = cur.fetchone()
             if inserted is None:
-                raced = _compare_existing(cur, event["id"], payload_json)
+                raced = _compare_existing(cur, event.id, payload_json)
                 # Roll back the order/return rows this attempt may have created for nothing.
-                raise _LostInsertRace(raced or RecordResult(status="conflict"))
+                raise _LostInsertRace(raced or RecordResult(status=RecordStatus.CONFLICT))
             return RecordResult(
-                status="accepted", order_id=order_id, event_row_id=inserted["id"], event_status="accepted"
+                status=RecordStatus.ACCEPTED,
+                order_id=order_id,
+                event_row_id=inserted["id"],
+                event_status=EventStatus.ACCEPTED,
             )
     except _LostInsertRace as race:
         return race.result
@@ -207,7 +214,7 @@ def mark_enqueued(order_id: int) -> None:
     with transaction() as cur:
         cur.execute(
             "UPDATE events SET enqueued_at = now() WHERE order_id = %s AND status IN %s",
-            (order_id, OPEN_EVENT_STATUSES),
+            (order_id, tuple(OPEN_EVENT_STATUSES)),
         )
 
 
@@ -238,8 +245,8 @@ def return_status(shop_domain: str, platform_return_id: str) -> dict[str, Any] |
     sync = ret["sync"]
     # The workers write 'synced' after applying; an event accepted since then is not applied yet,
     # so the return is honestly 'pending' until a worker has looked at it.
-    if sync == "synced" and any(e["status"] == "accepted" for e in events):
-        sync = "pending"
+    if sync == SyncState.SYNCED and any(e["status"] == EventStatus.ACCEPTED for e in events):
+        sync = SyncState.PENDING
     return {
         "shop": shop_domain,
         "return_id": platform_return_id,

@@ -1,25 +1,31 @@
-"""Reads and writes of orders, returns, events and attempts for the apply and the sweep.
+"""Reads and writes of orders, returns, events and attempts for the apply run and the sweep.
 
-Every write of sync state takes the holder's fencing token (``workers.locking``) and runs in a
-transaction that first checks ``orders.fence`` under a share lock: a holder that lost its lock
-writes nothing and gets ``LostLock``.
+Every write of sync state takes the holder's fencing token and runs inside ``fenced``: a holder
+that lost its lock writes nothing and gets ``LostLock`` (``workers.store.fencing``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import psycopg2.extras
-
-from workers.locking import LostLock
+from workers.events import InvalidEvent, ReturnEvent, load_event
+from workers.statuses import (
+    FINAL_EVENT_STATUSES,
+    OPEN_EVENT_STATUSES,
+    EventStatus,
+    ReturnState,
+    RunOutcome,
+    ShopifyStatus,
+    SyncState,
+)
 from workers.store.db import transaction
+from workers.store.fencing import fenced
 
-OPEN_STATUSES = ("accepted", "waiting")
-FINAL_STATUSES = frozenset({"applied", "superseded", "rejected", "conflict", "failed"})
+_OPEN = sorted(OPEN_EVENT_STATUSES)
+_FINAL = sorted(FINAL_EVENT_STATUSES)
 
 
 @dataclass(frozen=True)
@@ -34,38 +40,53 @@ class OrderRow:
 
 
 @dataclass(frozen=True)
-class EventRow:
-    id: int
-    event_id: str
-    type: str
-    occurred_at: datetime
-    payload: Mapping[str, Any]
-    status: str
-
-    @property
-    def snapshot(self) -> Mapping[str, Any]:
-        """The return object of the event body (the full snapshot at occurred_at)."""
-        return self.payload.get("return") or {}
-
-
-@dataclass
 class ReturnRow:
     id: int
     shop_id: int
     platform_return_id: str
     order_id: int
     shopify_return_gid: str | None
-    shopify_status: str | None
-    applied_state: str | None
-    sync: str
+    shopify_status: ShopifyStatus | None
+    applied_state: ReturnState | None
+    sync: SyncState
     detail: str | None
     waiting_since: datetime | None
     note_appended: bool
-    events: list[EventRow] = field(default_factory=list)
+    failures: int
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event as stored, with where it stands."""
+
+    row_id: int
+    status: EventStatus
+    event: ReturnEvent
 
     @property
-    def open_events(self) -> list[EventRow]:
-        return [e for e in self.events if e.status in OPEN_STATUSES]
+    def is_open(self) -> bool:
+        return self.status.is_open
+
+
+@dataclass(frozen=True)
+class UnreadableEvent:
+    """A stored body that no longer validates (the contract tightened since it was accepted)."""
+
+    row_id: int
+    event_id: str
+    status: EventStatus
+    error: InvalidEvent
+
+
+@dataclass(frozen=True)
+class LoadedReturn:
+    row: ReturnRow
+    events: tuple[StoredEvent, ...]
+    unreadable: tuple[UnreadableEvent, ...] = ()
+
+    @property
+    def open_events(self) -> tuple[StoredEvent, ...]:
+        return tuple(e for e in self.events if e.is_open)
 
 
 def _order(row: Mapping[str, Any]) -> OrderRow:
@@ -80,6 +101,23 @@ def _order(row: Mapping[str, Any]) -> OrderRow:
     )
 
 
+def _return(row: Mapping[str, Any]) -> ReturnRow:
+    return ReturnRow(
+        id=row["id"],
+        shop_id=row["shop_id"],
+        platform_return_id=row["platform_return_id"],
+        order_id=row["order_id"],
+        shopify_return_gid=row["shopify_return_gid"],
+        shopify_status=ShopifyStatus(row["shopify_status"]) if row["shopify_status"] else None,
+        applied_state=ReturnState(row["applied_state"]) if row["applied_state"] else None,
+        sync=SyncState(row["sync"]),
+        detail=row["detail"],
+        waiting_since=row["waiting_since"],
+        note_appended=row["note_appended"],
+        failures=row["failures"],
+    )
+
+
 def load_order(order_id: int) -> OrderRow | None:
     with transaction() as cur:
         cur.execute("SELECT * FROM orders WHERE id = %s", (order_id,))
@@ -87,47 +125,53 @@ def load_order(order_id: int) -> OrderRow | None:
     return _order(row) if row else None
 
 
-def open_returns(order_id: int) -> list[ReturnRow]:
-    """Returns of the order with at least one open event, each with all its events, in the order
-    their first event happened (the return that happened first gets a contested item)."""
+def open_return_ids(order_id: int) -> list[int]:
+    """Returns of the order with at least one open event, in the order their first event happened
+    (the return that happened first gets a contested item). Ordered in SQL, so no event needs to
+    be read into Python before each return is loaded on its own (``load_return``)."""
     with transaction() as cur:
         cur.execute(
             """
-            SELECT r.* FROM returns r
+            SELECT r.id FROM returns r JOIN events e ON e.return_id = r.id
             WHERE r.order_id = %s
-              AND EXISTS (SELECT 1 FROM events e WHERE e.return_id = r.id AND e.status = ANY(%s))
+            GROUP BY r.id
+            HAVING bool_or(e.status = ANY(%s))
+            ORDER BY min(e.occurred_at), min(e.event_id), r.id
             """,
-            (order_id, list(OPEN_STATUSES)),
+            (order_id, _OPEN),
         )
-        rows = cur.fetchall()
-        if not rows:
-            return []
-        cur.execute(
-            "SELECT id, return_id, event_id, type, occurred_at, payload, status FROM events"
-            " WHERE return_id = ANY(%s) ORDER BY occurred_at, event_id",
-            ([r["id"] for r in rows],),
-        )
-        events = cur.fetchall()
-    result: dict[int, ReturnRow] = {}
-    for r in rows:
-        result[r["id"]] = ReturnRow(
-            id=r["id"],
-            shop_id=r["shop_id"],
-            platform_return_id=r["platform_return_id"],
-            order_id=r["order_id"],
-            shopify_return_gid=r["shopify_return_gid"],
-            shopify_status=r["shopify_status"],
-            applied_state=r["applied_state"],
-            sync=r["sync"],
-            detail=r["detail"],
-            waiting_since=r["waiting_since"],
-            note_appended=r["note_appended"],
-        )
-    for e in events:
-        result[e["return_id"]].events.append(
-            EventRow(e["id"], e["event_id"], e["type"], e["occurred_at"], e["payload"], e["status"])
-        )
-    return sorted(result.values(), key=lambda r: (r.events[0].occurred_at, r.events[0].event_id, r.id))
+        return [row["id"] for row in cur.fetchall()]
+
+
+def get_return(return_id: int) -> ReturnRow:
+    with transaction() as cur:
+        cur.execute("SELECT * FROM returns WHERE id = %s", (return_id,))
+        row = cur.fetchone()
+    if row is None:
+        raise LookupError(f"no return with id {return_id}")
+    return _return(row)
+
+
+def load_return(return_id: int) -> LoadedReturn:
+    """The return with every one of its events, each read back into a ``ReturnEvent`` with the
+    contract's schema. A body that no longer validates is set aside as ``UnreadableEvent``."""
+    with transaction() as cur:
+        cur.execute("SELECT * FROM returns WHERE id = %s", (return_id,))
+        row = cur.fetchone()
+        if row is None:
+            raise LookupError(f"no return with id {return_id}")
+        cur.execute("SELECT id, event_id, status, payload FROM events WHERE return_id = %s", (return_id,))
+        stored = cur.fetchall()
+    events: list[StoredEvent] = []
+    unreadable: list[UnreadableEvent] = []
+    for e in stored:
+        status = EventStatus(e["status"])
+        try:
+            events.append(StoredEvent(e["id"], status, load_event(e["payload"])))
+        except InvalidEvent as exc:
+            unreadable.append(UnreadableEvent(e["id"], e["event_id"], status, exc))
+    events.sort(key=lambda s: s.event.sort_key)
+    return LoadedReturn(_return(row), tuple(events), tuple(unreadable))
 
 
 def mapped_gids(shop_id: int) -> dict[str, int]:
@@ -167,22 +211,6 @@ def live_refund_methods(order_id: int, excluding_return_id: int) -> set[str]:
 # --- Fenced writes -----------------------------------------------------------------------------
 
 
-@contextmanager
-def fenced(order_id: int, token: int) -> Iterator[psycopg2.extras.RealDictCursor]:
-    """A transaction that only proceeds while ``token`` is the order's current fence.
-
-    FOR SHARE on the order row: a new holder's ``fence = fence + 1`` waits until this transaction
-    ends, so a check that passed stays true until our writes are committed.
-    """
-    with transaction() as cur:
-        cur.execute("SELECT fence FROM orders WHERE id = %s FOR SHARE", (order_id,))
-        row = cur.fetchone()
-        if row is None or row["fence"] != token:
-            current = row["fence"] if row else None
-            raise LostLock(f"order {order_id}: fence is {current}, this holder has {token}")
-        yield cur
-
-
 def set_order_gid(order_id: int, token: int, order_gid: str) -> None:
     with fenced(order_id, token) as cur:
         cur.execute("UPDATE orders SET order_gid = %s WHERE id = %s", (order_gid, order_id))
@@ -199,8 +227,8 @@ def set_mapping(
     return_id: int,
     *,
     shopify_return_gid: str,
-    shopify_status: str | None,
-    applied_state: str | None = None,
+    shopify_status: ShopifyStatus | None,
+    applied_state: ReturnState | None = None,
 ) -> None:
     """Record the Shopify return behind a platform return, as soon as it is known: a retry must
     find it here rather than create a second one."""
@@ -215,14 +243,6 @@ def set_mapping(
         )
 
 
-def set_applied_state(order_id: int, token: int, return_id: int, applied_state: str) -> None:
-    with fenced(order_id, token) as cur:
-        cur.execute(
-            "UPDATE returns SET applied_state = %s, updated_at = now() WHERE id = %s",
-            (applied_state, return_id),
-        )
-
-
 def set_note_appended(order_id: int, token: int, return_id: int) -> None:
     with fenced(order_id, token) as cur:
         cur.execute("UPDATE returns SET note_appended = true, updated_at = now() WHERE id = %s", (return_id,))
@@ -233,44 +253,68 @@ def finish_return(
     token: int,
     return_id: int,
     *,
-    sync: str,
+    sync: SyncState,
     detail: str | None,
-    event_statuses: Mapping[int, tuple[str, str | None]],
+    event_statuses: Mapping[int, tuple[EventStatus, str | None]] | None = None,
+    all_open: tuple[EventStatus, str | None] | None = None,
     waiting_since: datetime | None = None,
-    count_attempt: bool = True,
+    applied_state: ReturnState | None = None,
+    shopify_status: ShopifyStatus | None = None,
+    reset_failures: bool = True,
 ) -> None:
     """Set a return's sync state and its open events' statuses in one transaction, so the status
     API never shows a return synced with events still pending (or the reverse).
 
-    ``waiting_since`` is kept from the first wait (COALESCE) and cleared when no longer waiting.
+    ``event_statuses`` sets open events one by one (row id -> status); ``all_open`` gives every
+    open event of the return the same status. ``waiting_since`` is kept from the first wait
+    (COALESCE) and cleared when no longer waiting; ``applied_state`` and ``shopify_status`` are
+    what the run reached and saw (kept when None). ``reset_failures``: the run got a clear answer
+    for this return, so its chain of failed attempts ends.
     """
     with fenced(order_id, token) as cur:
         cur.execute(
             """
             UPDATE returns SET sync = %s, detail = %s,
                 waiting_since = CASE WHEN %s = 'waiting' THEN COALESCE(waiting_since, %s) ELSE NULL END,
-                attempts = attempts + %s, updated_at = now()
+                applied_state = COALESCE(%s, applied_state),
+                shopify_status = COALESCE(%s, shopify_status),
+                failures = CASE WHEN %s THEN 0 ELSE failures END,
+                attempts = attempts + 1, updated_at = now()
             WHERE id = %s
             """,
-            (sync, detail, sync, waiting_since, 1 if count_attempt else 0, return_id),
+            (sync, detail, sync, waiting_since, applied_state, shopify_status, reset_failures, return_id),
         )
-        for event_row_id, (status, event_detail) in event_statuses.items():
-            cur.execute(
-                """
-                UPDATE events SET status = %s, detail = %s,
-                    finished_at = CASE WHEN %s = ANY(%s) THEN now() ELSE NULL END
-                WHERE id = %s AND return_id = %s AND status = ANY(%s)
-                """,
-                (
-                    status,
-                    event_detail,
-                    status,
-                    list(FINAL_STATUSES),
-                    event_row_id,
-                    return_id,
-                    list(OPEN_STATUSES),
-                ),
-            )
+        for event_row_id, (status, event_detail) in (event_statuses or {}).items():
+            _set_event(cur, return_id, status, event_detail, event_row_id)
+        if all_open is not None:
+            _set_event(cur, return_id, all_open[0], all_open[1], None)
+
+
+def _set_event(
+    cur: Any, return_id: int, status: EventStatus, detail: str | None, event_row_id: int | None
+) -> None:
+    """One open event of the return (or all of them, for ``event_row_id`` None) to ``status``."""
+    cur.execute(
+        """
+        UPDATE events SET status = %s, detail = %s,
+            finished_at = CASE WHEN %s = ANY(%s) THEN now() ELSE NULL END
+        WHERE return_id = %s AND status = ANY(%s) AND (%s::bigint IS NULL OR id = %s)
+        """,
+        (status, detail, status, _FINAL, return_id, _OPEN, event_row_id, event_row_id),
+    )
+
+
+def count_failure(order_id: int, token: int, return_id: int) -> int:
+    """One more failed attempt of the return; returns how many in a row it has now."""
+    with fenced(order_id, token) as cur:
+        cur.execute(
+            "UPDATE returns SET failures = failures + 1, updated_at = now() WHERE id = %s RETURNING failures",
+            (return_id,),
+        )
+        row = cur.fetchone()
+    if row is None:
+        raise LookupError(f"no return with id {return_id}")
+    return int(row["failures"])
 
 
 # --- Attempts ----------------------------------------------------------------------------------
@@ -281,37 +325,18 @@ def start_attempt(order_id: int, worker: str | None) -> int:
         cur.execute(
             "INSERT INTO attempts (order_id, worker) VALUES (%s, %s) RETURNING id", (order_id, worker)
         )
-        return int(cur.fetchone()["id"])
+        row = cur.fetchone()
+    assert row is not None
+    return int(row["id"])
 
 
-def finish_attempt(attempt_id: int, outcome: str, detail: str | None) -> None:
+def finish_attempt(attempt_id: int, outcome: RunOutcome, detail: str | None) -> None:
     # Not fenced: the attempt row is a log of what this run did, including losing its lock.
     with transaction() as cur:
         cur.execute(
             "UPDATE attempts SET finished_at = now(), outcome = %s, detail = %s WHERE id = %s",
             (outcome, detail, attempt_id),
         )
-
-
-def consecutive_failures(order_id: int, limit: int = 100) -> int:
-    """How many of the order's latest finished runs in a row ended in ``retry`` (Shopify
-    unreachable). Throttling and busy runs are not failures and neither count nor break the run."""
-    with transaction() as cur:
-        cur.execute(
-            "SELECT outcome FROM attempts WHERE order_id = %s AND finished_at IS NOT NULL"
-            " ORDER BY id DESC LIMIT %s",
-            (order_id, limit),
-        )
-        outcomes = [row["outcome"] for row in cur.fetchall()]
-    count = 0
-    for outcome in outcomes:
-        if outcome == "retry":
-            count += 1
-        elif outcome in ("throttled", "busy"):
-            continue
-        else:
-            break
-    return count
 
 
 # --- Doorbells: sweep and replay (ringing itself is inbox.mark_enqueued) ----------------------
@@ -340,7 +365,8 @@ def due_orders(now: datetime, stale_after_s: float, limit: int = 500) -> list[in
 
 def reset_for_replay(order_id: int) -> int:
     """Operator replay: failed and waiting events of the order go back to accepted, their returns
-    to pending, and the waiting clock restarts. Returns how many events were reset."""
+    to pending with a fresh failure count, and the waiting clock restarts. Returns how many events
+    were reset."""
     with transaction() as cur:
         cur.execute(
             """
@@ -354,17 +380,11 @@ def reset_for_replay(order_id: int) -> int:
         return_ids = sorted({row["return_id"] for row in reset})
         if return_ids:
             cur.execute(
-                "UPDATE returns SET sync = 'pending', detail = NULL, waiting_since = NULL,"
+                "UPDATE returns SET sync = 'pending', detail = NULL, waiting_since = NULL, failures = 0,"
                 " updated_at = now() WHERE id = ANY(%s)",
                 (return_ids,),
             )
         cur.execute("UPDATE orders SET next_run_at = NULL WHERE id = %s", (order_id,))
-        # The retry chain restarts: a replay is a fresh start, not attempt n+1.
-        cur.execute(
-            "INSERT INTO attempts (order_id, finished_at, outcome, detail, worker)"
-            " VALUES (%s, now(), 'replay', 'reset by operator', NULL)",
-            (order_id,),
-        )
         return len(reset)
 
 
@@ -372,4 +392,7 @@ def db_now() -> datetime:
     """The database clock: every timestamp compared by the sweep was written with it."""
     with transaction() as cur:
         cur.execute("SELECT now() AS now")
-        return cur.fetchone()["now"]
+        row = cur.fetchone()
+    assert row is not None
+    now: datetime = row["now"]
+    return now

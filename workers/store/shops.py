@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +39,7 @@ class Shop:
         return f"Shop(id={self.id}, domain={self.domain!r}, api_version={self.api_version!r})"
 
 
-def _from_row(row: dict[str, Any]) -> Shop:
+def _from_row(row: Mapping[str, Any]) -> Shop:
     return Shop(
         id=row["id"],
         domain=row["domain"],
@@ -89,7 +90,9 @@ def register_shop(
                 waiting_horizon_s if waiting_horizon_s is not None else settings.waiting_horizon_s,
             ),
         )
-        return _from_row(cur.fetchone())
+        row = cur.fetchone()
+    assert row is not None
+    return _from_row(row)
 
 
 def get_shop(shop_id: int) -> Shop:
@@ -113,9 +116,7 @@ def record_scopes(shop_id: int, granted: list[str]) -> tuple[str, ...]:
     missing = [scope for scope in REQUIRED_SCOPES if scope not in set(granted)]
     with transaction() as cur:
         cur.execute(
-            "UPDATE shops SET granted_scopes = %s, missing_scopes = %s, updated_at = now()"
-            " WHERE id = %s",
+            "UPDATE shops SET granted_scopes = %s, missing_scopes = %s, updated_at = now() WHERE id = %s",
             (sorted(granted), missing, shop_id),
         )
     return tuple(missing)
-

@@ -1,0 +1,76 @@
+"""One return brought in line with its events: find its Shopify counterpart, plan, run the steps.
+
+A conflict answer from Shopify (its state moved under us: staff, or an earlier lost answer) gets
+one re-read and re-plan from what is really there; anything else Shopify refuses for this return
+ends the return, not the run. Shop-wide trouble (throttling, Shopify down, a token refused) is left
+to travel up to ``workers.apply.run``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from workers import lifecycle
+from workers.apply import outcomes
+from workers.apply.adoption import current_return
+from workers.apply.context import NOT_FULFILLED, OrderRun, Parked, Refused, ReturnRun
+from workers.apply.outcomes import ReturnResult
+from workers.apply.steps import STEP_HANDLERS
+from workers.shopify.api import ALREADY_RETURNED_MESSAGE, UserErrors
+from workers.statuses import SyncState
+from workers.store.returns import LoadedReturn, ReturnRow
+
+log = logging.getLogger(__name__)
+
+
+def apply_return(run: OrderRun, loaded: LoadedReturn) -> ReturnResult:
+    outcomes.fail_unreadable(run, loaded)
+    if not loaded.events:
+        return ReturnResult(SyncState.FAILED, dead_lettered=bool(loaded.unreadable))
+    row = loaded.row
+    for attempt in (1, 2):
+        rr = _prepare(run, row, loaded)
+        try:
+            for step in rr.plan.steps:
+                STEP_HANDLERS[step](rr)
+        except UserErrors as exc:
+            if exc.kind == "conflict" and attempt == 1:
+                log.info("return %s: %s; re-reading and re-planning", row.platform_return_id, exc)
+                run.refresh()
+                row = rr.row
+                continue
+            return _user_error(run, rr.row, exc)
+        except Parked as wait:
+            return outcomes.parked(run, rr.row, wait.detail, horizon=wait.horizon)
+        except Refused as refusal:
+            return outcomes.refused(run, rr.row.id, refusal.sync, refusal.detail)
+        return outcomes.synced(rr)
+    raise AssertionError("unreachable: the second attempt always returns")
+
+
+def _prepare(run: OrderRun, row: ReturnRow, loaded: LoadedReturn) -> ReturnRun:
+    row, current = current_return(run, row, loaded.events)
+    events = [stored.event for stored in loaded.events]
+    plan = lifecycle.plan(events, row.applied_state, current.status if current else None)
+    return ReturnRun(
+        run=run,
+        row=row,
+        events=loaded.events,
+        plan=plan,
+        event_return=lifecycle.driving_return(plan, events),
+        current=current,
+    )
+
+
+def _user_error(run: OrderRun, row: ReturnRow, exc: UserErrors) -> ReturnResult:
+    message = "; ".join(exc.messages)
+    if exc.kind == "waiting":
+        return outcomes.parked(run, row, NOT_FULFILLED, horizon=True)
+    if exc.kind == "rejected":
+        reason = "item already returned: " if ALREADY_RETURNED_MESSAGE in exc.messages else ""
+        return outcomes.refused(run, row.id, SyncState.REJECTED, f"rejected by Shopify, {reason}{message}")
+    if exc.kind == "conflict":
+        return outcomes.refused(
+            run, row.id, SyncState.CONFLICT, f"Shopify's return is in another state: {message}"
+        )
+    return outcomes.refused(run, row.id, SyncState.FAILED, f"Shopify refused {exc.operation}: {message}")
