@@ -41,7 +41,7 @@ run: demo-shop
 	@echo "    ingest      http://127.0.0.1:$${INGEST_PORT:-8000}/v1/return-events   (/openapi.json, /readyz)"
 	@echo "    flower      http://127.0.0.1:$${FLOWER_PORT:-5555}"
 	@echo "    shopify     $(STANDIN_URL)/_standin/shops/acme-nl.myshopify.com/state   (the local stand-in)"
-	@echo "    try         $(PY) -m workers.cli send-example 02-created.json"
+	@echo "    try         $(PY) -m bench.producer 02-created.json"
 	@echo
 	.venv/bin/honcho start
 
