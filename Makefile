@@ -9,6 +9,10 @@ DEMO_DATABASE_URL := postgresql://postgres@127.0.0.1:5432/returnsync
 
 .PHONY: run test venv services migrate demo-shop bench chaos lint
 
+# The local mode: the repository's fixed secrets are accepted. Every other way of starting a
+# process of ours is production and refuses them (config/settings.py: unsafe_settings).
+run test bench chaos demo-shop: export RETURNSYNC_ENV := local
+
 venv: .venv/.installed
 
 .venv/.installed: requirements.txt
@@ -31,7 +35,7 @@ migrate: venv services
 
 # Register the demo shop of the stand-in's demo seed (standin/demo_seed.json).
 demo-shop: migrate
-	$(PY) -m workers.cli register-shop acme-nl.myshopify.com --token shpat_local_demo_token \
+	printf %s shpat_local_demo_token | $(PY) -m workers.cli register-shop acme-nl.myshopify.com \
 	  --api-url "$(STANDIN_URL)/shops/{shop}/admin/api/{version}/graphql.json"
 
 run: export DATABASE_URL ?= $(DEMO_DATABASE_URL)
@@ -39,7 +43,7 @@ run: demo-shop
 	@echo
 	@echo "  returnsync is starting (Ctrl-C stops everything):"
 	@echo "    ingest      http://127.0.0.1:$${INGEST_PORT:-8000}/v1/return-events   (/openapi.json, /readyz)"
-	@echo "    flower      http://127.0.0.1:$${FLOWER_PORT:-5555}"
+	@echo "    flower      http://127.0.0.1:$${FLOWER_PORT:-5555}   (local login: operator / local-flower-password)"
 	@echo "    shopify     $(STANDIN_URL)/_standin/shops/acme-nl.myshopify.com/state   (the local stand-in)"
 	@echo "    try         $(PY) -m bench.producer 02-created.json"
 	@echo

@@ -252,6 +252,7 @@ class System:
                 "SHOPIFY_URL_TEMPLATE": self.graphql_url_template,
                 "PYTHONUNBUFFERED": "1",
                 "LOG_LEVEL": "INFO",
+                "RETURNSYNC_ENV": "local",
             }
         )
         env.update(self.env_overrides)
@@ -278,10 +279,17 @@ class System:
             handle.close()
         return Proc(name, popen, log)
 
-    def _run(self, argv: list[str], timeout_s: float = 60.0) -> str:
+    def _run(self, argv: list[str], timeout_s: float = 60.0, stdin: str | None = None) -> str:
         """Run a one-shot command of the project (migrate, register-shop) with the run's env."""
         done = subprocess.run(
-            argv, cwd=ROOT, env=self.env(), capture_output=True, text=True, timeout=timeout_s, check=False
+            argv,
+            cwd=ROOT,
+            env=self.env(),
+            input=stdin or "",
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
         )
         if done.returncode != 0:
             raise HarnessError(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
@@ -300,6 +308,7 @@ class System:
             self._run([PYTHON, "-m", "workers.store.migrate"])
             self._start_standin()
             self._start_ingest()
+            self.procs["relay"] = self._spawn("relay", [PYTHON, "-m", "workers.relay"])
             for _ in range(self.n_workers):
                 self.start_worker(self.concurrency, wait=False)
             if self.with_beat:
@@ -431,13 +440,12 @@ class System:
                 "workers.cli",
                 "register-shop",
                 domain,
-                "--token",
-                token,
                 "--api-url",
                 self.graphql_url_template,
                 "--language",
                 language,
-            ]
+            ],
+            stdin=token,
         )
         self.shops[domain] = token
         return token

@@ -13,13 +13,23 @@ from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import Any, get_type_hints
 
-# A fixed, documented secret for local runs only; production sets INGEST_SECRETS.
+from cryptography.fernet import Fernet
+
+# Fixed, documented secrets for local runs only (RETURNSYNC_ENV=local: make run, the tests, the
+# benchmarks). In production each must be set to a value of one's own: see ``unsafe_settings``.
 LOCAL_INGEST_SECRET = "whsec_" + base64.b64encode(b"returnsync-local-development-key").decode()
 LOCAL_STATUS_TOKEN = "local-status-token"
+LOCAL_FLOWER_AUTH = "operator:local-flower-password"
+LOCAL_TOKEN_KEY = base64.urlsafe_b64encode(b"returnsync-local-token-key-32byt").decode()
+LOCAL_SECRETS = frozenset({LOCAL_INGEST_SECRET, LOCAL_STATUS_TOKEN, LOCAL_FLOWER_AUTH, LOCAL_TOKEN_KEY})
 
 
 @dataclass(frozen=True)
 class Settings:
+    # "local" (the repository's fixed secrets are fine) or "production" (the default: every
+    # process refuses to start on a missing, local or too short secret).
+    returnsync_env: str = "production"
+
     # Postgres is the source of truth; Redis only carries doorbells for the workers.
     database_url: str = "postgresql://postgres@127.0.0.1:5432/returnsync"
     database_pool_max: int = 10
@@ -33,6 +43,11 @@ class Settings:
     ingest_max_body_bytes: int = 256 * 1024
     ingest_timestamp_tolerance_s: int = 300
     ingest_retry_after_s: int = 5
+    # A request body must have arrived within this long (slow or stalled clients get a 408).
+    ingest_body_timeout_s: float = 10.0
+    # Concurrent connections per gunicorn worker process (gevent: a slow client holds a greenlet,
+    # not a thread).
+    ingest_worker_connections: int = 1000
 
     # Shopify Admin API. The URL template gets {shop} and {version}; a shop row may override it.
     shopify_api_version: str = "2026-07"
@@ -49,6 +64,12 @@ class Settings:
     apply_backoff_base_s: float = 5.0
     apply_backoff_cap_s: float = 600.0
 
+    # The relay (workers/relay.py): how often it looks without a notification, and its backoff
+    # while the broker refuses messages.
+    relay_poll_s: float = 1.0
+    relay_backoff_s: float = 0.5
+    relay_backoff_cap_s: float = 30.0
+
     # Worker behaviour.
     waiting_horizon_s: int = 14 * 24 * 3600
     waiting_retry_s: int = 300
@@ -57,9 +78,17 @@ class Settings:
     sweep_after_s: int = 60
     order_lock_retry_s: float = 1.0
 
+    # Shop access tokens are encrypted at rest with these Fernet keys (the first encrypts; all of
+    # them decrypt, so a key can rotate in: put the new one first, re-encrypt, drop the old one).
+    token_encryption_keys: tuple[str, ...] = (LOCAL_TOKEN_KEY,)
+
+    # Flower's basic auth, "user:password" (a config file hands it to Flower, never argv).
+    flower_basic_auth: str = LOCAL_FLOWER_AUTH
+
     # Local Shopify stand-in (the default target of `make run`, tests and benchmarks).
     standin_host: str = "127.0.0.1"
     standin_port: int = 8081
+    flower_host: str = "127.0.0.1"
     flower_port: int = 5555
 
     log_level: str = "INFO"
@@ -88,3 +117,72 @@ def get_settings() -> Settings:
         if raw is not None and raw != "":
             values[field.name] = _convert(raw, hints[field.name])
     return Settings(**values)
+
+
+# Standard Webhooks: a secret is "whsec_" + base64 of 24 to 64 key bytes.
+_WEBHOOK_KEY_BYTES = (24, 64)
+_MIN_TOKEN_CHARS = 32
+_MIN_PASSWORD_CHARS = 16
+
+
+def _webhook_key_problem(secret: str) -> str | None:
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except ValueError:
+        return "is not whsec_<base64>"
+    low, high = _WEBHOOK_KEY_BYTES
+    return (
+        None if low <= len(key) <= high else f"decodes to {len(key)} bytes (Standard Webhooks: {low}-{high})"
+    )
+
+
+def unsafe_settings(settings: Settings) -> list[str]:
+    """Why these settings must not serve production; empty when they may (or in local mode)."""
+    if settings.returnsync_env == "local":
+        return []
+    problems: list[str] = []
+    if settings.returnsync_env != "production":
+        problems.append(f"RETURNSYNC_ENV must be local or production, not {settings.returnsync_env!r}")
+
+    def secret(name: str, value: str, minimum: int = 1) -> bool:
+        if not value:
+            problems.append(f"{name} is not set")
+        elif value in LOCAL_SECRETS:
+            problems.append(f"{name} is the repository's local value; set one of your own")
+        elif len(value) < minimum:
+            problems.append(f"{name} is shorter than {minimum} characters")
+        else:
+            return True
+        return False
+
+    if not settings.ingest_secrets:
+        problems.append("INGEST_SECRETS is not set")
+    for number, value in enumerate(settings.ingest_secrets, 1):
+        if secret(f"INGEST_SECRETS #{number}", value) and (problem := _webhook_key_problem(value)):
+            problems.append(f"INGEST_SECRETS #{number} {problem}")
+    secret("STATUS_API_TOKEN", settings.status_api_token, _MIN_TOKEN_CHARS)
+    user, _, password = settings.flower_basic_auth.partition(":")
+    if secret("FLOWER_BASIC_AUTH", settings.flower_basic_auth) and (
+        not user or len(password) < _MIN_PASSWORD_CHARS
+    ):
+        problems.append(
+            f"FLOWER_BASIC_AUTH must be user:password with a password of {_MIN_PASSWORD_CHARS}+ characters"
+        )
+    if not settings.token_encryption_keys:
+        problems.append("TOKEN_ENCRYPTION_KEYS is not set")
+    for number, value in enumerate(settings.token_encryption_keys, 1):
+        if secret(f"TOKEN_ENCRYPTION_KEYS #{number}", value):
+            try:
+                Fernet(value)
+            except ValueError:
+                problems.append(
+                    f"TOKEN_ENCRYPTION_KEYS #{number} is not a Fernet key (url-safe base64 of 32 bytes)"
+                )
+    return problems
+
+
+def require_safe(settings: Settings, process: str) -> None:
+    """Refuse to start (exit with a one-line reason) on settings unfit for production."""
+    problems = unsafe_settings(settings)
+    if problems:
+        raise SystemExit(f"returnsync {process} refuses to start: {'; '.join(problems)}")

@@ -14,8 +14,9 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
+import time
 import traceback
-from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, request
@@ -24,15 +25,15 @@ from werkzeug.exceptions import HTTPException
 from config import get_settings
 from ingest.openapi import build_spec
 from ingest.signatures import SIGNATURE_HEADERS, SignatureError, Verifier
-from workers.events import InvalidEvent, ReturnEvent, load_event
+from workers.events import ID_PATTERN, SHOP_PATTERN, InvalidEvent, ReturnEvent, load_event
 from workers.store import db, inbox
 from workers.store.db import DatabaseUnavailable
 from workers.store.inbox import RecordStatus
 
-# Rings the workers' doorbell for an order row; False when the broker could not be reached.
-Enqueue = Callable[[int], bool]
-
 log = logging.getLogger("ingest")
+
+_SHOP = re.compile(SHOP_PATTERN.removeprefix("^").removesuffix("$"))
+_RETURN_ID = re.compile(ID_PATTERN.removeprefix("^").removesuffix("$"))
 
 # Deeper than any real event (5 levels) by far; stops stack-hungry bodies before json.dumps/Postgres.
 MAX_JSON_DEPTH = 64
@@ -109,20 +110,40 @@ def _unavailable(message: str = "the event cannot be stored durably right now; r
     return _error(503, message, **{"Retry-After": str(get_settings().ingest_retry_after_s)})
 
 
-def _read_limited(limit: int) -> bytes | None:
-    """The body, or None when it is over ``limit``; never reads more than ``limit + 1`` bytes."""
+class SlowBody(Exception):
+    """The client did not send its body within the body timeout."""
+
+
+def _read_limited(limit: int, timeout_s: float) -> bytes | None:
+    """The body, or None when it is over ``limit``; never reads more than ``limit + 1`` bytes, and
+    raises ``SlowBody`` when it has not all arrived within ``timeout_s`` (a stalled client must not
+    hold its connection forever)."""
     declared = request.content_length
     if declared is not None and declared > limit:
         return None
     stream = request.stream  # chunked bodies (no Content-Length) arrive here too under gunicorn
+    # Under gunicorn the client's socket is at hand; a deadline on it bounds every read.
+    sock = request.environ.get("gunicorn.socket")
+    deadline = time.monotonic() + timeout_s
     chunks: list[bytes] = []
     total = 0
-    while total <= limit:
-        chunk = stream.read(min(_READ_CHUNK, limit + 1 - total))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        total += len(chunk)
+    try:
+        while total <= limit:
+            if sock is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise SlowBody
+                sock.settimeout(remaining)
+            chunk = stream.read(min(_READ_CHUNK, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    except (TimeoutError, OSError) as exc:
+        raise SlowBody from exc
+    finally:
+        if sock is not None:
+            sock.settimeout(None)
     return None if total > limit else b"".join(chunks)
 
 
@@ -137,26 +158,6 @@ def _is_json(content_type: str | None) -> bool:
         if key.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
             return False  # we only decode UTF-8 (RFC 8259); another charset would be misread
     return True
-
-
-def _ring_doorbell_after(response: Response, order_id: int) -> Response:
-    """Ring the doorbell once the answer has been sent (the event is already committed).
-
-    The publish to Redis (plus its enqueued_at mark) costs more than the whole ingest, and the
-    producer does not need to wait for it: a lost doorbell only delays the work until the sweep.
-    ``call_on_close`` runs it after gunicorn wrote the response, on the same worker thread.
-    """
-    enqueue: Enqueue = current_app.config["RETURNSYNC_ENQUEUE"]
-
-    def ring() -> None:
-        try:
-            # enqueue_order marks the events' enqueued_at itself once the message is out.
-            enqueue(order_id)
-        except Exception as exc:  # noqa: BLE001 - the sweep heals a lost doorbell
-            log.warning("doorbell for order %s not rung: %s", order_id, type(exc).__name__)
-
-    response.call_on_close(ring)
-    return response
 
 
 def _record_with_one_retry(event: ReturnEvent, body: dict[str, Any]) -> inbox.RecordResult:
@@ -175,7 +176,12 @@ def receive_event() -> Response:
 
     if not _is_json(request.headers.get("Content-Type")):
         return _error(415, "Content-Type must be application/json")
-    raw = _read_limited(settings.ingest_max_body_bytes)
+    try:
+        raw = _read_limited(settings.ingest_max_body_bytes, settings.ingest_body_timeout_s)
+    except SlowBody:
+        response = _error(408, f"the body did not arrive within {settings.ingest_body_timeout_s:g}s")
+        response.headers["Connection"] = "close"
+        return response
     if raw is None:
         return _error(413, f"the body is over {settings.ingest_max_body_bytes} bytes")
     try:
@@ -205,15 +211,12 @@ def receive_event() -> Response:
         return _json({"errors": {"shop": ["unknown shop"]}}, 422)
     if result.status is RecordStatus.CONFLICT:
         return _error(409, f"event {event.id} was already stored with different content")
-    if result.status is RecordStatus.ACCEPTED and result.order_id is not None:
+    if result.status is RecordStatus.ACCEPTED:
         log.info("event %s accepted for %s (order row %s)", event.id, event.shop, result.order_id)
-        return _ring_doorbell_after(_json({"id": event.id, "status": "accepted"}, 202), result.order_id)
-    # A duplicate: the producer retried. If the event is still open, its doorbell may have been
-    # lost (Redis down at the time); ringing again is cheap and the workers are idempotent.
-    duplicate = _json({"id": event.id, "status": "duplicate"}, 200)
-    if result.is_open and result.order_id is not None:
-        return _ring_doorbell_after(duplicate, result.order_id)
-    return duplicate
+        return _json({"id": event.id, "status": "accepted"}, 202)
+    # A duplicate: the producer retried. If the event is still open, record_event re-armed its
+    # doorbell (it may have been lost); the relay rings it.
+    return _json({"id": event.id, "status": "duplicate"}, 200)
 
 
 def _json(body: dict[str, Any], status: int) -> Response:
@@ -237,6 +240,10 @@ def return_status(shop: str, return_id: str) -> Response:
         response = _error(401, "missing or wrong bearer token")
         response.headers["WWW-Authenticate"] = "Bearer"
         return response
+    # A segment no event can carry (a control character, a NUL Postgres would refuse) names no
+    # return: 404, like any unknown one, without a query.
+    if _SHOP.fullmatch(shop) is None or _RETURN_ID.fullmatch(return_id) is None:
+        return _error(404, "no event of this return was ever accepted")
     try:
         body = inbox.return_status(shop, return_id)
     except DatabaseUnavailable:
@@ -259,15 +266,14 @@ def readyz() -> Response:
     return _json({"status": "ready"}, 200)
 
 
-def create_app(enqueue: Enqueue) -> Flask:
-    """Build the app; ``enqueue`` rings the workers' doorbell (``ingest.wsgi`` passes
-    ``tasks.returns.enqueue_order``; tests pass what they observe)."""
+def create_app() -> Flask:
+    """Build the app. It talks to Postgres only: the relay (``workers.relay``) rings the workers'
+    doorbell for what it commits, so a slow or absent Redis never holds a request."""
     settings = get_settings()
     app = Flask("ingest")
     app.config["RETURNSYNC_VERIFIER"] = Verifier.from_secrets(
         settings.ingest_secrets, settings.ingest_timestamp_tolerance_s
     )
-    app.config["RETURNSYNC_ENQUEUE"] = enqueue
     # Keep the contract's key order in bodies ("id" before "status"); clients may diff them.
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
@@ -295,7 +301,10 @@ def create_app(enqueue: Enqueue) -> Flask:
         # A bug must not become a 500 with a stack trace (INGEST.md: only 503 for any input, and
         # the producer retries a 503). Log where it happened, not what was in the request.
         tb = "".join(traceback.format_tb(exc.__traceback__))
-        log.error("unexpected %s on %s %s\n%s", type(exc).__name__, request.method, request.path, tb)
+        # The route's rule, never the raw path: a path is the client's text (ids, or a forged
+        # log line behind a %0a).
+        rule = request.url_rule.rule if request.url_rule is not None else "(no route)"
+        log.error("unexpected %s on %s %s\n%s", type(exc).__name__, request.method, rule, tb)
         return _unavailable()
 
     return app

@@ -1,24 +1,40 @@
 """Gunicorn settings for the ingest service, from ``config.get_settings()`` like everything else.
 
-``gunicorn -c ingest/gunicorn_conf.py ingest.wsgi:application``. gthread workers: each request
-mostly waits on one Postgres commit, so threads overlap those waits cheaply.
+``gunicorn -c ingest/gunicorn_conf.py ingest.wsgi:application``.
+
+gevent workers: a request mostly waits on its client (the body) and on one Postgres commit, so a
+greenlet per connection overlaps those waits cheaply, and a client that trickles its body holds a
+greenlet, not one of a few threads: twenty stalled uploads can no longer starve the endpoint
+(gthread's 2 workers x 8 threads were 16 slots). psycopg2 is made cooperative with psycogreen so a
+query waits without blocking the other greenlets. A body that has not arrived within
+``INGEST_BODY_TIMEOUT_S`` is answered 408 (ingest/app.py), so stalled connections end.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+from typing import Any
 
-from config import get_settings
+from config import get_settings, require_safe
 
 _settings = get_settings()
+# In the master, before any worker is forked: a refusal stops gunicorn instead of a worker that
+# gunicorn would restart forever.
+require_safe(_settings, "web")
 
 bind = f"{_settings.ingest_host}:{_settings.ingest_port}"
-worker_class = "gthread"
+worker_class = "gevent"
 workers = max(2, min(4, multiprocessing.cpu_count()))
-# Never more threads than pooled connections: psycopg2's pool raises instead of waiting when empty.
-threads = max(1, min(8, _settings.database_pool_max))
+worker_connections = _settings.ingest_worker_connections
 loglevel = _settings.log_level.lower()
 accesslog = None  # access lines carry paths with shop/return ids; the app logs what it needs
 timeout = 30
 graceful_timeout = 10
 keepalive = 5
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    # After gevent's monkey patching (the worker applies it before loading the app).
+    from psycogreen.gevent import patch_psycopg
+
+    patch_psycopg()

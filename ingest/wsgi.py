@@ -1,10 +1,10 @@
-"""The ingest service as gunicorn serves it: ``gunicorn -c ingest/gunicorn_conf.py ingest.wsgi:application``.
+"""The ingest service as gunicorn serves it.
 
-The one place the web process is wired to the workers' doorbell, so ``ingest.app`` can be built
-with any other (tests pass one they observe).
+``gunicorn -c ingest/gunicorn_conf.py ingest.wsgi:application`` (the Procfile's ``web``).
 """
 
+from config import get_settings, require_safe
 from ingest.app import create_app
-from workers.doorbell import ring
 
-application = create_app(ring)
+require_safe(get_settings(), "web")
+application = create_app()

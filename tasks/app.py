@@ -8,10 +8,12 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init, worker_process_shutdown
 
-from config import get_settings
+from config import get_settings, require_safe
 from config.celery import celery_config
 from workers.store import db
 
+# Every Celery process (worker, beat, Flower) loads this module first.
+require_safe(get_settings(), "celery")
 app = Celery("returnsync")
 app.conf.update(celery_config(get_settings()))
 # Imported lazily by the worker at start-up (tasks.returns imports this module, so not here).

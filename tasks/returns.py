@@ -36,4 +36,4 @@ def sweep() -> int:
 @app.task(name="returns.replay", base=ReturnsTask)
 def replay(order_id: int) -> int:
     """Operator: put an order's failed and waiting events back to accepted and apply them."""
-    return repair.replay(order_id, doorbell.ring)
+    return repair.replay(order_id)

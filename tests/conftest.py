@@ -13,6 +13,8 @@ import psycopg2
 import pytest
 import redis
 
+# The suite runs in the local mode (the repository's fixed secrets), whoever starts pytest.
+os.environ.setdefault("RETURNSYNC_ENV", "local")
 os.environ.setdefault("DATABASE_URL", f"postgresql://postgres@127.0.0.1:5432/returnsync_test_{os.getpid()}")
 # A Redis database of its own per session (1-9; benchmarks use 10-15), so two sessions on one
 # machine never take each other's queued messages.

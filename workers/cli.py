@@ -1,25 +1,43 @@
 """Operator commands: ``python -m workers.cli <command>``.
 
-register-shop   add or update a shop (domain, token, API URL, version, tag language)
+register-shop   add or update a shop with a static token read from stdin (API URL, version, language)
+rotate-token-key  re-encrypt every stored token under the first TOKEN_ENCRYPTION_KEYS key
 status          where a return stands (the status API's answer, read from Postgres)
 timeline        every Shopify call made for an order, oldest first
-replay          put an order's failed or waiting events back in the queue
+replay          put an order's failed or waiting events back to work (the relay rings it)
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
+
+from config import get_settings, require_safe
+
+
+def _read_token() -> str:
+    """The token from stdin (piped, or typed without echo): never from argv, where ``ps`` and the
+    shell's history would keep it."""
+    if sys.stdin.isatty():
+        return getpass.getpass("access token: ").strip()
+    return sys.stdin.readline().strip()
 
 
 def _register_shop(args: argparse.Namespace) -> int:
     from workers.store.shops import register_shop
 
+    token = _read_token()
+    if not token:
+        print(
+            'no token on stdin (pipe it in: printf %s "$TOKEN" | ... register-shop DOMAIN)', file=sys.stderr
+        )
+        return 2
     overrides = dict(item.split("=", 1) for item in args.reason_override or [])
     shop = register_shop(
         args.domain,
-        args.token,
+        token,
         api_url=args.api_url,
         api_version=args.api_version,
         tag_language=args.language,
@@ -48,10 +66,17 @@ def _timeline(args: argparse.Namespace) -> int:
     return 0
 
 
-def _replay(args: argparse.Namespace) -> int:
-    from workers import doorbell, repair
+def _rotate_token_key(args: argparse.Namespace) -> int:
+    from workers.store.shops import reencrypt_tokens
 
-    count = repair.replay(args.order_id, doorbell.ring)
+    print(f"{reencrypt_tokens()} token(s) re-encrypted under the first TOKEN_ENCRYPTION_KEYS key")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from workers import repair
+
+    count = repair.replay(args.order_id)
     print(f"{count} event(s) of order {args.order_id} queued again")
     return 0
 
@@ -64,9 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    reg = commands.add_parser("register-shop", help="add or update a shop")
+    reg = commands.add_parser("register-shop", help="add or update a shop (the token comes on stdin)")
     reg.add_argument("domain")
-    reg.add_argument("--token", required=True)
     reg.add_argument("--api-url", help="URL template with {shop} and {version}; default: Shopify's")
     reg.add_argument("--api-version", help="default: SHOPIFY_API_VERSION (2026-07)")
     reg.add_argument("--language", choices=["en", "nl"], default="en", help="refund-method tag language")
@@ -82,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     timeline.add_argument("order_id", type=int)
     timeline.set_defaults(func=_timeline)
 
+    rotate = commands.add_parser("rotate-token-key", help="re-encrypt stored tokens under the first key")
+    rotate.set_defaults(func=_rotate_token_key)
+
     replay = commands.add_parser("replay", help="queue an order's failed/waiting events again")
     replay.add_argument("order_id", type=int)
     replay.set_defaults(func=_replay)
@@ -90,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    require_safe(get_settings(), "cli")
     return int(args.func(args))
 
 

@@ -17,11 +17,20 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates_schema
+from marshmallow import (
+    EXCLUDE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    pre_load,
+    validate,
+    validates_schema,
+)
 
 from workers.statuses import EventType, ReturnState
 
@@ -106,11 +115,16 @@ class ReturnEvent:
 
 
 class InvalidEvent(ValueError):
-    """A body that breaks the contract; ``errors`` maps dotted field paths to messages."""
+    """A body that breaks the contract; ``errors`` maps dotted field paths to messages (at most
+    ``MAX_REPORTED_ERRORS`` of them, the rest counted under ``"..."``)."""
 
     def __init__(self, errors: dict[str, list[str]]) -> None:
         first = next(iter(errors.items()), ("body", ["invalid"]))
         super().__init__(f"{first[0]}: {'; '.join(first[1])}")
+        if len(errors) > MAX_REPORTED_ERRORS:
+            shown = dict(list(errors.items())[:MAX_REPORTED_ERRORS])
+            shown["..."] = [f"{len(errors) - MAX_REPORTED_ERRORS} more fields have errors"]
+            errors = shown
         self.errors = errors
 
 
@@ -125,6 +139,13 @@ MAX_ITEMS = 250
 MAX_INT32 = 2**31 - 1
 # Shopify ids are 64-bit; a longer digit string cannot be a real id.
 MAX_SHOPIFY_ID = 2**63 - 1
+
+MAX_OFFSET = timedelta(hours=14)
+EARLIEST = datetime(2000, 1, 1)
+LATEST_WALL = datetime(9999, 12, 30)
+LATEST_AHEAD = timedelta(days=7)
+# More field errors than this in a 422 are summarised: the answer stays small whatever the body.
+MAX_REPORTED_ERRORS = 20
 
 _RFC3339 = re.compile(
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})\Z"
@@ -197,10 +218,19 @@ class ShopifyId(fields.Field):
 
 
 class Rfc3339DateTime(fields.Field):
-    """RFC 3339 date-time with a mandatory offset (``Z`` or ``±hh:mm``); naive times are ambiguous."""
+    """RFC 3339 date-time with a mandatory offset (``Z`` or ``±hh:mm``); naive times are ambiguous.
+
+    Only what both Python and Postgres hold, and what a return event can mean: offsets within
+    ±14:00 (the real-world range; Postgres refuses more than ±15:59), instants from 2000-01-01 UTC
+    to seven days ahead of now (a producer's clock may run fast, and the contract's own examples
+    are dated a few days ahead; an event further in the future, or from before e-commerce, is a
+    bug, and year 1 at a positive offset is year 0 in UTC, which Python cannot represent).
+    """
 
     default_error_messages = {
-        "invalid": "Must be an RFC 3339 date-time with an offset, e.g. 2026-11-29T10:15:00Z."
+        "invalid": "Must be an RFC 3339 date-time with an offset, e.g. 2026-11-29T10:15:00Z.",
+        "offset": "The offset must be within -14:00 and +14:00.",
+        "range": "Must be between 2000-01-01T00:00:00Z and seven days from now.",
     }
 
     def __init__(self, **kwargs: Any) -> None:
@@ -216,8 +246,18 @@ class Rfc3339DateTime(fields.Field):
         except ValueError as exc:  # e.g. month 13, leap second 23:59:60
             raise self.make_error("invalid") from exc
         offset = parsed.utcoffset()
-        if offset is None or abs(offset.total_seconds()) >= 24 * 3600:
+        if offset is None:
             raise self.make_error("invalid")
+        if abs(offset) > MAX_OFFSET:
+            raise self.make_error("offset")
+        wall = parsed.replace(tzinfo=None)
+        # Far outside the window anyway; shifting such a wall time by its offset could leave
+        # Python's date range (year 1 at +01:00 is year 0 in UTC).
+        if not EARLIEST - MAX_OFFSET < wall < LATEST_WALL:
+            raise self.make_error("range")
+        utc = wall - offset
+        if not EARLIEST <= utc <= datetime.now(UTC).replace(tzinfo=None) + LATEST_AHEAD:
+            raise self.make_error("range")
         return parsed
 
 
@@ -335,6 +375,16 @@ class EventSchema(_Strict):
     )
     # The key is "return", a Python keyword, hence data_key.
     return_ = fields.Nested(ReturnSchema, required=True, data_key="return")
+
+    @pre_load
+    def _bounded_lists(self, data: Any, **kwargs: Any) -> Any:
+        # Checked before any item is validated: 80,000 empty items would otherwise cost seconds
+        # of CPU and an answer listing 80,000 errors.
+        ret = data.get("return") if isinstance(data, dict) else None
+        items = ret.get("items") if isinstance(ret, dict) else None
+        if isinstance(items, list) and len(items) > MAX_ITEMS:
+            raise ValidationError({"return": {"items": [f"Longer than maximum length {MAX_ITEMS}."]}})
+        return data
 
     @validates_schema
     def _refund_method_where_needed(self, data: dict[str, Any], **kwargs: Any) -> None:

@@ -1,16 +1,12 @@
-"""Operator repairs of an order's work, with the doorbell rung after each."""
+"""Operator repairs of an order's work. Each only changes Postgres: the reset events are unrung
+outbox entries, so the relay rings the order as soon as the repair commits."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from workers.store import returns as store
 
 
-def replay(order_id: int, ring: Callable[[int], bool]) -> int:
+def replay(order_id: int) -> int:
     """Put the order's failed and waiting events back to accepted (their returns pending, with a
-    fresh failure count) and ring its doorbell; returns how many events were reset. If Redis is
-    down the sweep picks them up (their ``enqueued_at`` is old)."""
-    count = store.reset_for_replay(order_id)
-    ring(order_id)
-    return count
+    fresh failure count); returns how many events were reset."""
+    return store.reset_for_replay(order_id)

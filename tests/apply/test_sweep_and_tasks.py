@@ -15,6 +15,8 @@ from config import get_settings
 from tests.apply.conftest import ShopUnderTest, event_statuses, return_row, wait_until
 from workers import sweep as sweeping
 from workers.apply import apply_order
+from workers.doorbell import publish
+from workers.relay import relay_once
 from workers.store import returns as store
 from workers.store.db import transaction
 
@@ -99,7 +101,7 @@ def test_sweep_rings_waiting_orders_when_due_and_never_finished_ones(shop: ShopU
     assert sorted(store.due_orders(now, 3600)) == [fresh]
 
 
-def test_replay_task_resets_failed_events_and_enqueues(shop: ShopUnderTest, redis_client):
+def test_replay_task_resets_failed_events_and_leaves_them_for_the_relay(shop: ShopUnderTest, redis_client):
     from tasks.returns import replay
 
     gid = shop.order("#5007", ITEMS)
@@ -110,6 +112,8 @@ def test_replay_task_resets_failed_events_and_enqueues(shop: ShopUnderTest, redi
     assert replay.run(order_id) == 1
     assert event_statuses(order_id) == {"f7": "accepted"}
     assert return_row("R-7")["sync"] == "pending"
+    # The reset events are unrung outbox entries: the relay's next round rings the order.
+    assert relay_once(publish) == (1, True)
     assert _queued_order_ids(redis_client) == [order_id]
 
 

@@ -11,6 +11,7 @@ from tests.apply.conftest import ShopUnderTest, event_statuses, return_row
 from workers.apply import apply_order
 from workers.retry import run_policy
 from workers.shopify import client as client_module
+from workers.store import inbox
 from workers.store.db import transaction
 from workers.store.shops import find_shop, register_shop
 
@@ -168,3 +169,21 @@ def test_a_throttled_shop_waits_for_its_api_budget(shop: ShopUnderTest):
     assert outcome.outcome == "throttled" and (outcome.delay_s or 0) > 0
     row = return_row("R-7")
     assert row["sync"] == "waiting" and "API budget" in row["detail"]
+
+
+def test_the_status_api_shows_what_shopify_showed_at_the_end_of_the_last_run(shop: ShopUnderTest):
+    gid = shop.order("#3008", ITEMS)
+    order_id = shop.event("created", "R-8", order_gid=gid, items=ITEMS)
+    assert apply_order(order_id).outcome == "applied"
+    shop.event("completed", "R-8", order_gid=gid, items=ITEMS, minutes=10)
+    # Given Shopify closes the return but its answer is lost
+    shop.admin.set_faults(shop.domain, lost_response_rate=1.0)
+    assert apply_order(order_id).outcome == "retry"
+    assert [r["status"] for r in shop.shopify_returns()] == ["CLOSED"]
+    # When the next run finds it already CLOSED (no step left to send)
+    shop.admin.set_faults(shop.domain)
+    assert apply_order(order_id).outcome == "applied"
+    # Then the status says CLOSED, not the OPEN of the last answer that arrived
+    status = inbox.return_status(shop.domain, "R-8")
+    assert status is not None
+    assert (status["state"], status["sync"], status["shopify"]["status"]) == ("completed", "synced", "CLOSED")

@@ -16,7 +16,6 @@ from werkzeug.test import TestResponse
 from config import get_settings
 from ingest.app import create_app
 from ingest.signatures import sign
-from workers import doorbell
 from workers.store import shops
 
 EXAMPLES = Path("/work/shared/spec/examples")
@@ -69,7 +68,7 @@ def shop(clean_db: str) -> shops.Shop:
 
 @pytest.fixture
 def app(database: str) -> Flask:
-    return create_app(doorbell.ring)
+    return create_app()
 
 
 @pytest.fixture

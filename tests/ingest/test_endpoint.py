@@ -336,6 +336,14 @@ def test_given_an_unsigned_oversized_json_request_then_413_comes_before_401(clie
         (lambda b: b.update(type="return.updated"), "type"),
         (lambda b: b.update(occurred_at="2026-11-29T10:00:00"), "occurred_at"),
         (lambda b: b.update(occurred_at="29/11/2026"), "occurred_at"),
+        # What Python or Postgres cannot hold, or no return event can mean (hardening issue):
+        (lambda b: b.update(occurred_at="2026-11-29T10:00:00+16:00"), "occurred_at"),
+        (lambda b: b.update(occurred_at="2026-11-29T10:00:00-18:00"), "occurred_at"),
+        (lambda b: b.update(occurred_at="2026-11-29T10:00:00+14:01"), "occurred_at"),
+        (lambda b: b.update(occurred_at="0001-01-01T00:00:00+01:00"), "occurred_at"),
+        (lambda b: b.update(occurred_at="9999-12-31T23:59:59Z"), "occurred_at"),
+        (lambda b: b.update(occurred_at="1999-12-31T23:59:59Z"), "occurred_at"),
+        (lambda b: b.update(occurred_at="2999-01-01T00:00:00Z"), "occurred_at"),
         (lambda b: b.update(shop="acme.example.com"), "shop"),
         (lambda b: b.update(shop="acme-nl.myshopify.com\n"), "shop"),
         (lambda b: b.pop("return"), "return"),
@@ -351,6 +359,35 @@ def test_given_a_field_breaking_the_contract_then_422_names_its_path(
     assert path in response.json["errors"], response.json
     assert all(isinstance(m, str) for m in response.json["errors"][path])
     assert stored_events() == []
+
+
+@pytest.mark.parametrize(
+    "moment", ["2000-01-01T00:00:00Z", "2026-11-29T10:00:00+14:00", "2026-11-29T10:00:00-14:00"]
+)
+def test_given_an_occurred_at_at_the_edges_of_the_window_then_accepted(
+    client: FlaskClient, shop: shops.Shop, moment: str
+) -> None:
+    assert post_signed(client, mutated(example("01"), lambda b: b.update(occurred_at=moment))).status_code == 202
+
+
+def test_given_a_signed_body_of_60000_empty_items_then_a_small_422_at_once(
+    client: FlaskClient, shop: shops.Shop
+) -> None:
+    body = mutated(example("01"), lambda b: b["return"].update(items=[{}] * 60_000))
+    response = post_signed(client, body)
+    assert response.status_code == 422
+    # The length is checked before any item: one error, not 60,000.
+    assert response.json == {"errors": {"return.items": ["Longer than maximum length 250."]}}
+
+
+def test_given_a_body_breaking_many_fields_then_the_422_lists_twenty_and_counts_the_rest(
+    client: FlaskClient, shop: shops.Shop
+) -> None:
+    items = [{"line_item_id": "x", "quantity": 0, "reason_id": 0}] * 30
+    response = post_signed(client, mutated(example("01"), lambda b: b["return"].update(items=items)))
+    assert response.status_code == 422
+    errors = response.json["errors"]
+    assert len(errors) == 21 and errors["..."] == ["70 more fields have errors"]
 
 
 def test_given_refund_method_missing_on_completed_then_accepted(

@@ -11,7 +11,7 @@ import itertools
 import json
 import re
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -23,7 +23,6 @@ from hypothesis import strategies as st
 from ingest.app import create_app
 from ingest.signatures import sign
 from tests.ingest.conftest import SHOP, encode, example, post_signed, secret
-from workers import doorbell
 from workers.store import shops
 
 FUZZ = settings(
@@ -87,11 +86,24 @@ def rfc3339(v: Any) -> bool:
     if not m:
         return False
     try:
-        datetime.strptime(m.group(1) + " " + m.group(2), "%Y-%m-%d %H:%M:%S")
+        wall = datetime.strptime(m.group(1) + " " + m.group(2), "%Y-%m-%d %H:%M:%S")
     except ValueError:
         return False
     offset = m.group(4)
-    return offset in ("Z", "z") or (int(offset[1:3]) < 24 and int(offset[4:6]) < 60)
+    if offset in ("Z", "z"):
+        minutes = 0
+    else:
+        if int(offset[4:6]) >= 60:
+            return False
+        minutes = (int(offset[1:3]) * 60 + int(offset[4:6])) * (1 if offset[0] == "+" else -1)
+    # INGEST terms chosen by the hardening issue: offsets within ±14:00, instants (UTC) from
+    # 2000-01-01 to seven days from now.
+    if abs(minutes) > 14 * 60:
+        return False
+    if not 1900 <= wall.year <= 9000:  # far outside the window; keep the arithmetic below in range
+        return False
+    utc = wall - timedelta(minutes=minutes)
+    return datetime(2000, 1, 1) <= utc <= datetime.now(UTC).replace(tzinfo=None) + timedelta(days=7)
 
 
 def http_url(v: Any) -> bool:
@@ -193,14 +205,30 @@ json_values = st.recursive(
 
 ids = st.from_regex(r"[A-Za-z0-9._:-]{1,100}", fullmatch=True)
 bad_ids = st.sampled_from(["", "R 1", "evt\n", "e" * 129, "évt", "a/b"])
-timestamps = st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(9000, 1, 1)).flatmap(
-    lambda dt: st.sampled_from(
-        [
-            dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            dt.strftime("%Y-%m-%dT%H:%M:%S.%f+05:30"),
-            dt.strftime("%Y-%m-%dt%H:%M:%S-11:00"),
-        ]
-    )
+# Inside the window (INGEST terms of the hardening issue), up to its edges; outside, just past them.
+_SOON = (datetime.now(UTC) + timedelta(days=5)).replace(tzinfo=None)
+timestamps = st.one_of(
+    st.tuples(
+        st.datetimes(min_value=datetime(2000, 1, 2), max_value=_SOON),
+        st.sampled_from(("Z", "z", "+05:30", "-11:00", "+14:00", "-14:00")),
+        st.booleans(),
+    ).map(lambda t: t[0].strftime("%Y-%m-%dT%H:%M:%S" + (".%f" if t[2] else "")) + t[1]),
+    st.sampled_from(["2000-01-01T00:00:00Z", "2000-01-01T00:00:00-01:00", "2026-11-29T10:00:00+14:00"]),
+)
+edge_timestamps = st.sampled_from(
+    [
+        "1999-12-31T23:59:59Z",
+        "2000-01-01T00:00:00+01:00",
+        "2026-11-29T10:00:00+14:01",
+        "2026-11-29T10:00:00-14:30",
+        "2026-11-29T10:00:00+16:00",
+        "2026-11-29T10:00:00-18:00",
+        "0001-01-01T00:00:00+01:00",
+        "0001-01-01T00:00:00-14:00",
+        "9999-12-31T23:59:59Z",
+        "9999-12-31T23:59:59-14:00",
+        (datetime.now(UTC) + timedelta(days=8)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    ]
 )
 bad_timestamps = st.datetimes().flatmap(
     lambda dt: st.sampled_from(
@@ -299,7 +327,7 @@ def events(draw: st.DrawFn, valid: bool = False) -> dict:
     b.put(body, "id", ids, bad_ids)
     etype = draw(st.sampled_from(sorted(TYPES)))
     b.put(body, "type", st.just(etype), st.sampled_from(["return.updated", "created", ""]))
-    b.put(body, "occurred_at", timestamps, bad_timestamps)
+    b.put(body, "occurred_at", timestamps, bad_timestamps | edge_timestamps)
     b.put(
         body,
         "shop",
@@ -353,7 +381,7 @@ def valid_events(draw: st.DrawFn) -> dict:
 
 @pytest.fixture(scope="module")
 def fuzz_app(database: str) -> Flask:
-    return create_app(doorbell.ring)
+    return create_app()
 
 
 def expected_for(body: Any) -> set[int]:
@@ -464,7 +492,7 @@ def test_replayed_tampered_and_resigned_bodies(
 
 # --- schemathesis ---------------------------------------------------------------------------
 
-schema = schemathesis.from_wsgi("/openapi.json", create_app(doorbell.ring))
+schema = schemathesis.from_wsgi("/openapi.json", create_app())
 
 
 @schema.parametrize()

@@ -1,4 +1,4 @@
-"""The real server stack: gunicorn (gthread) running ingest.wsgi, spoken to over loopback HTTP."""
+"""The real server stack: gunicorn (gevent) running ingest.wsgi, spoken to over loopback HTTP."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -17,16 +18,11 @@ import requests
 from config import get_settings
 from ingest.signatures import sign
 from tests.ingest.conftest import SHOP, encode, example, mutated, secret
+from tests.support.net import CountingListener, free_port
 from workers.store import shops
 from workers.store.db import transaction
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_gunicorn(**env: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -139,32 +135,54 @@ def test_given_postgres_unreachable_then_503_with_retry_after_and_not_ready(
     )
 
 
-@pytest.fixture
-def server_without_redis(shop: shops.Shop) -> Iterator[str]:
-    proc, base = start_gunicorn(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
-    yield base
-    stop(proc)
-
-
 def enqueued_at() -> list[object]:
     with transaction() as cur:
         cur.execute("SELECT enqueued_at FROM events ORDER BY id")
         return [row["enqueued_at"] for row in cur.fetchall()]
 
 
-def test_given_redis_unreachable_then_the_event_is_still_accepted_and_left_for_the_sweep(
-    server_without_redis: str,
-) -> None:
-    response = signed_post(server_without_redis, example("01"))
-    assert response.status_code == 202
-    assert enqueued_at() == [None]  # the sweep picks up events never rung
+def test_given_redis_unreachable_then_ingest_answers_without_ever_calling_it(shop: shops.Shop) -> None:
+    # Given an ingest instance whose "Redis" is a listener that counts every connection
+    with CountingListener() as fake_redis:
+        proc, base = start_gunicorn(REDIS_URL=f"redis://127.0.0.1:{fake_redis.port}/0")
+        try:
+            bodies = [mutated(example("01"), lambda b, i=i: b.update(id=f"evt_nr_{i}")) for i in range(24)]
+            with ThreadPoolExecutor(max_workers=12) as pool:
+                codes = list(pool.map(lambda body: signed_post(base, body).status_code, bodies))
+        finally:
+            stop(proc)
+        # Then every event is accepted, and the request path never opened a connection to Redis
+        assert codes == [202] * 24
+        assert fake_redis.accepted == 0
+    # The events wait, unrung, for the relay (workers/relay.py), which rings them when it can.
+    assert enqueued_at() == [None] * 24
 
 
-def test_given_redis_up_then_an_accepted_event_rings_the_doorbell(server: str, redis_client: object) -> None:
-    assert signed_post(server, example("01")).status_code == 202
-    # Rung just after the answer was sent (not on the producer's time): give it a moment.
-    deadline = time.monotonic() + 15
-    while enqueued_at()[0] is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert enqueued_at()[0] is not None
-    assert redis_client.dbsize() > 0  # the message the workers will pick up
+def test_given_a_client_that_stalls_mid_body_then_408_and_valid_requests_still_pass(shop: shops.Shop) -> None:
+    proc, base = start_gunicorn(INGEST_BODY_TIMEOUT_S="2")
+    stalled: list[socket.socket] = []
+    try:
+        # Given forty connections that send headers and half a body, then nothing
+        port = int(base.rsplit(":", 1)[1])
+        raw = encode(example("01"))
+        head = (
+            f"POST /v1/return-events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(raw)}\r\n\r\n"
+        ).encode()
+        for _ in range(40):
+            conn = socket.create_connection(("127.0.0.1", port), timeout=30)
+            conn.sendall(head + raw[: len(raw) // 2])
+            stalled.append(conn)
+        # When valid events arrive meanwhile, each is answered
+        codes = [
+            signed_post(base, mutated(example("02"), lambda b, i=i: b.update(id=f"evt_ok_{i}"))).status_code
+            for i in range(20)
+        ]
+        assert codes == [202] * 20
+        # And the stalled clients are answered 408 once the body timeout has passed
+        answers = {conn.recv(200).split(b"\r\n", 1)[0][:12] for conn in stalled}
+        assert answers == {b"HTTP/1.1 408"}
+    finally:
+        for conn in stalled:
+            conn.close()
+        stop(proc)

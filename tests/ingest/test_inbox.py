@@ -8,7 +8,7 @@ from flask.testing import FlaskClient
 
 from tests.ingest.conftest import example, mutated, post_signed
 from workers.events import load_event
-from workers.store import inbox, shops
+from workers.store import inbox, outbox, shops
 from workers.store.db import transaction
 
 
@@ -58,15 +58,33 @@ def test_given_an_accepted_event_then_record_result_carries_the_rows_to_enqueue(
         event_row["id"],
     )
     assert event_row["enqueued_at"] is None
-    inbox.mark_enqueued(result.order_id)
+    # It is an unrung outbox entry: the relay finds it, rings the order and marks it.
+    assert outbox.unrung() == {result.order_id: [result.event_row_id]}
+    outbox.mark_rung([event_row["id"]])
     assert rows("SELECT enqueued_at IS NOT NULL AS rung FROM events") == [{"rung": True}]
+    assert outbox.unrung() == {}
+
+
+def test_given_a_retried_delivery_of_an_open_event_then_its_doorbell_is_rung_again(shop: shops.Shop) -> None:
+    first = record(example("01"))
+    outbox.mark_rung([first.event_row_id])
+    # The producer retries (its first answer was lost, or the doorbell may have been lost)
+    again = record(example("01"))
+    assert again.status == "duplicate"
+    assert outbox.unrung() == {first.order_id: [first.event_row_id]}
+    # A finished event stays finished: no doorbell for it
+    outbox.mark_rung([first.event_row_id])
+    with transaction() as cur:
+        cur.execute("UPDATE events SET status = 'applied'")
+    record(example("01"))
+    assert outbox.unrung() == {}
 
 
 def test_given_finished_events_then_mark_enqueued_leaves_them_alone(shop: shops.Shop) -> None:
     result = record(example("01"))
     with transaction() as cur:
         cur.execute("UPDATE events SET status = 'applied'")
-    inbox.mark_enqueued(result.order_id)
+    outbox.mark_enqueued(result.order_id)
     assert rows("SELECT enqueued_at FROM events") == [{"enqueued_at": None}]
 
 

@@ -89,3 +89,15 @@ def test_given_a_return_never_seen_then_404(
         response = client.get(url, headers=status_headers)
         assert response.status_code == 404
         assert set(response.json) == {"error"}
+
+
+def test_given_control_characters_in_the_path_then_404_and_the_raw_path_is_never_logged(
+    client: FlaskClient, shop: shops.Shop, status_headers: dict[str, str], caplog
+) -> None:
+    caplog.set_level("DEBUG")
+    for segment in ("R-1%00", "R-1%0aFORGED log line", "R%0d%0aX"):
+        response = client.get(f"/v1/returns/{SHOP}/{segment}", headers=status_headers)
+        assert response.status_code == 404, segment
+        assert set(response.json) == {"error"}
+    assert client.get("/v1/returns/acme%00.myshopify.com/R-1", headers=status_headers).status_code == 404
+    assert "FORGED" not in caplog.text and "\x00" not in caplog.text

@@ -7,6 +7,7 @@ the status API (INGEST.md), with the whole system running as separate processes.
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +162,35 @@ def test_the_buyer_is_never_notified_by_shopify(system: System) -> None:
     # Some mutations carry the flag as a variable (the others have it written into the document).
     assert flags, "no call carried notifyCustomer as a variable"
     assert all(flag is False for flag in flags)
+
+
+def test_no_token_or_secret_in_any_log_or_in_a_dump_of_the_database(system: System) -> None:
+    # Runs after the examples above: every process has logged a full run by now.
+    from bench.harness import BENCH_SECRET, BENCH_STATUS_TOKEN
+    from config.settings import LOCAL_FLOWER_AUTH, LOCAL_TOKEN_KEY
+
+    secrets = {
+        "the shop's access token": "shpat_local_demo_token",
+        "the ingest secret": BENCH_SECRET,
+        "its key bytes": BENCH_SECRET.removeprefix("whsec_"),
+        "the status API token": BENCH_STATUS_TOKEN,
+        "the token encryption key": LOCAL_TOKEN_KEY,
+        "the Flower password": LOCAL_FLOWER_AUTH.partition(":")[2],
+    }
+    logs = {path.name: path.read_text(errors="replace") for path in system.log_dir.glob("*.log")}
+    assert {"ingest.log", "relay.log", "worker1.log", "standin.log"} <= set(logs)
+    dump = subprocess.run(
+        ["pg_dump", "--data-only", "-h", "127.0.0.1", "-U", "postgres", system.database],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert "shopify_calls" in dump and "acme-nl.myshopify.com" in dump
+    found = {
+        (what, where)
+        for what, value in secrets.items()
+        for where, text in [*logs.items(), ("pg_dump", dump)]
+        if value in text
+    }
+    assert found == set()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from workers.apply.context import OrderRun, ReturnRun
 from workers.retry import Verdict, run_policy
-from workers.statuses import EventStatus, ReturnState, SyncState
+from workers.statuses import EventStatus, ReturnState, ShopifyStatus, SyncState
 from workers.store import returns as store
 from workers.store.returns import LoadedReturn, ReturnRow
 
@@ -65,9 +65,16 @@ def synced(rr: ReturnRun) -> ReturnResult:
 
 
 def refused(
-    run: OrderRun, return_id: int, sync: SyncState, detail: str, *, reset_failures: bool = True
+    run: OrderRun,
+    return_id: int,
+    sync: SyncState,
+    detail: str,
+    *,
+    reset_failures: bool = True,
+    shopify_status: ShopifyStatus | None = None,
 ) -> ReturnResult:
-    """Final: rejected by Shopify, a conflict, or failed for good; the open events say the same."""
+    """Final: rejected by Shopify, a conflict, or failed for good; the open events say the same.
+    ``shopify_status``: what Shopify showed for the return in this run, if it was read."""
     status = _FINAL_EVENT_STATUS[sync]
     store.finish_return(
         run.order.id,
@@ -77,19 +84,21 @@ def refused(
         detail=detail,
         all_open=(status, detail),
         reset_failures=reset_failures,
+        shopify_status=shopify_status,
     )
     return ReturnResult(sync)
 
 
-def parked(run: OrderRun, row: ReturnRow, detail: str, *, horizon: bool) -> ReturnResult:
+def parked(
+    run: OrderRun, row: ReturnRow, detail: str, *, horizon: bool, shopify_status: ShopifyStatus | None = None
+) -> ReturnResult:
     """Wait and come back (the sweep re-rings at ``next_run_at``); past the shop's horizon the
     wait ends as failed (an operator can replay it)."""
     since = row.waiting_since or run.now
     if horizon and (run.now - since).total_seconds() > run.shop.waiting_horizon_s:
         days = run.shop.waiting_horizon_s / 86400
-        return refused(
-            run, row.id, SyncState.FAILED, f"{detail} after waiting {days:g} days (replay to try again)"
-        )
+        detail = f"{detail} after waiting {days:g} days (replay to try again)"
+        return refused(run, row.id, SyncState.FAILED, detail, shopify_status=shopify_status)
     store.finish_return(
         run.order.id,
         run.token,
@@ -98,6 +107,7 @@ def parked(run: OrderRun, row: ReturnRow, detail: str, *, horizon: bool) -> Retu
         detail=detail,
         all_open=(EventStatus.WAITING, detail),
         waiting_since=run.now,
+        shopify_status=shopify_status,
     )
     return ReturnResult(SyncState.WAITING)
 

@@ -17,7 +17,7 @@ from workers.apply.context import NOT_FULFILLED, OrderRun, Parked, Refused, Retu
 from workers.apply.outcomes import ReturnResult
 from workers.apply.steps import STEP_HANDLERS
 from workers.shopify.api import ALREADY_RETURNED_MESSAGE, UserErrors
-from workers.statuses import SyncState
+from workers.statuses import ShopifyStatus, SyncState
 from workers.store.returns import LoadedReturn, ReturnRow
 
 log = logging.getLogger(__name__)
@@ -39,11 +39,11 @@ def apply_return(run: OrderRun, loaded: LoadedReturn) -> ReturnResult:
                 run.refresh()
                 row = rr.row
                 continue
-            return _user_error(run, rr.row, exc)
+            return _user_error(rr, exc)
         except Parked as wait:
-            return outcomes.parked(run, rr.row, wait.detail, horizon=wait.horizon)
+            return outcomes.parked(run, rr.row, wait.detail, horizon=wait.horizon, shopify_status=_seen(rr))
         except Refused as refusal:
-            return outcomes.refused(run, rr.row.id, refusal.sync, refusal.detail)
+            return outcomes.refused(run, rr.row.id, refusal.sync, refusal.detail, shopify_status=_seen(rr))
         return outcomes.synced(rr)
     raise AssertionError("unreachable: the second attempt always returns")
 
@@ -62,15 +62,22 @@ def _prepare(run: OrderRun, row: ReturnRow, loaded: LoadedReturn) -> ReturnRun:
     )
 
 
-def _user_error(run: OrderRun, row: ReturnRow, exc: UserErrors) -> ReturnResult:
+def _seen(rr: ReturnRun) -> ShopifyStatus | None:
+    """The return's status on Shopify as this run last saw it (for the status API)."""
+    return rr.current.status if rr.current is not None else None
+
+
+def _user_error(rr: ReturnRun, exc: UserErrors) -> ReturnResult:
+    run, row, seen = rr.run, rr.row, _seen(rr)
     message = "; ".join(exc.messages)
     if exc.kind == "waiting":
-        return outcomes.parked(run, row, NOT_FULFILLED, horizon=True)
+        return outcomes.parked(run, row, NOT_FULFILLED, horizon=True, shopify_status=seen)
     if exc.kind == "rejected":
         reason = "item already returned: " if ALREADY_RETURNED_MESSAGE in exc.messages else ""
-        return outcomes.refused(run, row.id, SyncState.REJECTED, f"rejected by Shopify, {reason}{message}")
+        detail = f"rejected by Shopify, {reason}{message}"
+        return outcomes.refused(run, row.id, SyncState.REJECTED, detail, shopify_status=seen)
     if exc.kind == "conflict":
-        return outcomes.refused(
-            run, row.id, SyncState.CONFLICT, f"Shopify's return is in another state: {message}"
-        )
-    return outcomes.refused(run, row.id, SyncState.FAILED, f"Shopify refused {exc.operation}: {message}")
+        detail = f"Shopify's return is in another state: {message}"
+        return outcomes.refused(run, row.id, SyncState.CONFLICT, detail, shopify_status=seen)
+    detail = f"Shopify refused {exc.operation}: {message}"
+    return outcomes.refused(run, row.id, SyncState.FAILED, detail, shopify_status=seen)

@@ -1,7 +1,12 @@
-"""One psycopg2 connection pool per process and a transaction context manager.
+"""One Postgres connection pool per process and a transaction context manager.
 
 Every write of the system goes through ``transaction()``: it commits on success and rolls back on
 any exception, so a half-written event can never become visible.
+
+The pool is psycopg2's ``ThreadedConnectionPool`` behind a semaphore of the same size: psycopg2's
+pool raises at once when it is empty, while callers (gunicorn's gevent greenlets, Celery threads)
+should wait their turn for a bounded time. The semaphore is ``threading``'s, so under gevent's
+monkey patching it is cooperative and a waiting greenlet never blocks the others.
 """
 
 from __future__ import annotations
@@ -18,59 +23,76 @@ import psycopg2.pool
 
 from config import get_settings
 
-_lock = threading.Lock()
-_pool: psycopg2.pool.ThreadedConnectionPool | None = None
-_pool_pid: int | None = None
 
-# Raised when Postgres cannot be reached or dropped the connection: callers map it to 503 / retry.
+class PoolTimeout(psycopg2.OperationalError):
+    """Every pooled connection stayed busy for longer than the wait allows."""
+
+
+# Raised when Postgres cannot be reached or dropped the connection (or the pool could not serve a
+# connection in time): callers map it to 503 / retry.
 DatabaseUnavailable = (psycopg2.OperationalError, psycopg2.InterfaceError)
 
+# Longer than any single statement of the request path; a wait beyond it means overload, and a 503
+# (retried by the producer) beats a request that hangs.
+POOL_WAIT_S = 5.0
 
-def _get_pool() -> psycopg2.pool.ThreadedConnectionPool:
-    global _pool, _pool_pid
+_lock = threading.Lock()
+_pool: psycopg2.pool.ThreadedConnectionPool | None = None
+_slots: threading.BoundedSemaphore | None = None
+_pool_pid: int | None = None
+
+
+def _get_pool() -> tuple[psycopg2.pool.ThreadedConnectionPool, threading.BoundedSemaphore]:
+    global _pool, _slots, _pool_pid
     # A pool inherited over fork() shares sockets with the parent; build a fresh one per process.
-    if _pool is None or _pool_pid != os.getpid():
+    if _pool is None or _slots is None or _pool_pid != os.getpid():
         with _lock:
-            if _pool is None or _pool_pid != os.getpid():
+            if _pool is None or _slots is None or _pool_pid != os.getpid():
                 settings = get_settings()
-                _pool = psycopg2.pool.ThreadedConnectionPool(
-                    0, settings.database_pool_max, settings.database_url, connect_timeout=3
-                )
+                size = settings.database_pool_max
+                pool = psycopg2.pool.ThreadedConnectionPool(0, size, settings.database_url, connect_timeout=3)
                 # psycopg2 keeps a returned connection only while fewer than `minconn` are idle;
                 # with 0 it would close every one and reconnect on the next borrow (~5 ms each).
                 # Raising it after construction keeps connections warm without opening them all
                 # eagerly at start-up (a process that never touches Postgres opens none).
-                _pool.minconn = settings.database_pool_max
-                _pool_pid = os.getpid()
-    return _pool
+                pool.minconn = size
+                _pool, _slots, _pool_pid = pool, threading.BoundedSemaphore(size), os.getpid()
+    return _pool, _slots
 
 
 def close_pool() -> None:
     """Close every pooled connection (tests switch databases; workers close on shutdown)."""
-    global _pool
+    global _pool, _slots
     with _lock:
         if _pool is not None and _pool_pid == os.getpid():
             _pool.closeall()
         _pool = None
+        _slots = None
 
 
 @contextmanager
 def connection() -> Iterator[psycopg2.extensions.connection]:
-    """Borrow a connection; a broken one is discarded instead of going back to the pool."""
-    pool = _get_pool()
-    conn = pool.getconn()
-    broken = False
+    """Borrow a connection, waiting up to ``POOL_WAIT_S`` for one to be free; a broken one is
+    discarded instead of going back to the pool."""
+    pool, slots = _get_pool()
+    if not slots.acquire(timeout=POOL_WAIT_S):
+        raise PoolTimeout(f"no database connection free within {POOL_WAIT_S:g}s")
     try:
-        yield conn
-    except DatabaseUnavailable:
-        broken = True
-        raise
-    finally:
-        if conn.closed:
+        conn = pool.getconn()
+        broken = False
+        try:
+            yield conn
+        except DatabaseUnavailable:
             broken = True
-        elif not broken and conn.status != psycopg2.extensions.STATUS_READY:
-            conn.rollback()
-        pool.putconn(conn, close=broken)
+            raise
+        finally:
+            if conn.closed:
+                broken = True
+            elif not broken and conn.status != psycopg2.extensions.STATUS_READY:
+                conn.rollback()
+            pool.putconn(conn, close=broken)
+    finally:
+        slots.release()
 
 
 @contextmanager

@@ -1,7 +1,9 @@
 """The inbox: durable recording of accepted return events, and the read side of a return's status.
 
 ``record_event`` runs in ONE transaction: the shop, order, return and event rows become visible
-together or not at all, so a 202 always means "durable and complete".
+together or not at all, so a 202 always means "durable and complete". It also wakes the relay
+(``workers.store.outbox``), which rings the workers' doorbell: the request path never talks to
+Redis.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import Any
 import psycopg2.extras
 
 from workers.events import ReturnEvent
-from workers.statuses import OPEN_EVENT_STATUSES, EventStatus, SyncState
+from workers.statuses import EventStatus, SyncState
+from workers.store import outbox
 from workers.store.db import transaction
 
 
@@ -182,6 +185,8 @@ def record_event(event: ReturnEvent, payload: Mapping[str, Any]) -> RecordResult
             # Re-deliveries are the common case: answer them without touching order/return rows.
             existing = _compare_existing(cur, event.id, payload_json)
             if existing is not None:
+                if existing.status is RecordStatus.DUPLICATE and existing.is_open and existing.event_row_id:
+                    outbox.rearm(cur, existing.event_row_id)
                 return existing
             return_id, order_id = _find_or_create_return(
                 cur, shop["id"], ret.id, ret.order.gid, ret.order.name
@@ -199,6 +204,7 @@ def record_event(event: ReturnEvent, payload: Mapping[str, Any]) -> RecordResult
                 raced = _compare_existing(cur, event.id, payload_json)
                 # Roll back the order/return rows this attempt may have created for nothing.
                 raise _LostInsertRace(raced or RecordResult(status=RecordStatus.CONFLICT))
+            outbox.notify(cur)
             return RecordResult(
                 status=RecordStatus.ACCEPTED,
                 order_id=order_id,
@@ -207,15 +213,6 @@ def record_event(event: ReturnEvent, payload: Mapping[str, Any]) -> RecordResult
             )
     except _LostInsertRace as race:
         return race.result
-
-
-def mark_enqueued(order_id: int) -> None:
-    """Record that a doorbell was rung for the order's open events (the sweep skips them a while)."""
-    with transaction() as cur:
-        cur.execute(
-            "UPDATE events SET enqueued_at = now() WHERE order_id = %s AND status IN %s",
-            (order_id, tuple(OPEN_EVENT_STATUSES)),
-        )
 
 
 def return_status(shop_domain: str, platform_return_id: str) -> dict[str, Any] | None:

@@ -1,12 +1,15 @@
-"""Apply the numbered SQL files in ``migrations/`` once each, in order: ``python -m workers.store.migrate``.
+"""Apply the numbered migrations in ``migrations/`` once each, in order: ``python -m workers.store.migrate``.
 
-Applied versions are kept in ``schema_migrations``; an advisory lock lets several processes
-(``make run`` and a worker starting at the same time) call this safely.
+A migration is a ``NNNN_name.sql`` file, or a ``NNNN_name.py`` module with ``migrate(cur)`` for
+what SQL cannot do (encrypting with a key from the environment). All pending ones run in one
+transaction. Applied versions are kept in ``schema_migrations``; an advisory lock lets several
+processes (``make run`` and a worker starting at the same time) call this safely.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from pathlib import Path
@@ -53,8 +56,9 @@ def ensure_database(database_url: str) -> None:
         conn.close()
 
 
-def migrate() -> list[str]:
-    """Apply pending migrations; return the versions applied now."""
+def migrate(until: str | None = None) -> list[str]:
+    """Apply pending migrations (up to and including version ``until``, if given); return the
+    versions applied now."""
     applied_now: list[str] = []
     with transaction() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
@@ -64,10 +68,18 @@ def migrate() -> list[str]:
         )
         cur.execute("SELECT version FROM schema_migrations")
         done = {row["version"] for row in cur.fetchall()}
-        for path in sorted(MIGRATIONS.glob("*.sql")):
+        for path in sorted(
+            p for p in MIGRATIONS.iterdir() if p.suffix in (".sql", ".py") and p.stem[:4].isdigit()
+        ):
             if path.stem in done:
                 continue
-            cur.execute(path.read_text())
+            if until is not None and path.stem > until:
+                break
+            if path.suffix == ".sql":
+                cur.execute(path.read_text())
+            else:
+                module = importlib.import_module(f"workers.store.migrations.{path.stem}")
+                module.migrate(cur)
             cur.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (path.stem,))
             applied_now.append(path.stem)
     return applied_now

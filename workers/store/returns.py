@@ -21,6 +21,7 @@ from workers.statuses import (
     ShopifyStatus,
     SyncState,
 )
+from workers.store import outbox
 from workers.store.db import transaction
 from workers.store.fencing import fenced
 
@@ -370,13 +371,15 @@ def reset_for_replay(order_id: int) -> int:
     with transaction() as cur:
         cur.execute(
             """
-            UPDATE events SET status = 'accepted', detail = NULL, finished_at = NULL
+            UPDATE events SET status = 'accepted', detail = NULL, finished_at = NULL, enqueued_at = NULL
             WHERE order_id = %s AND status IN ('failed', 'waiting')
             RETURNING return_id
             """,
             (order_id,),
         )
         reset = cur.fetchall()
+        if reset:
+            outbox.notify(cur)
         return_ids = sorted({row["return_id"] for row in reset})
         if return_ids:
             cur.execute(

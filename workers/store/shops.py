@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from config import get_settings
+from workers.store import crypto
 from workers.store.db import transaction
 
 REQUIRED_SCOPES = ("read_orders", "write_orders", "read_returns", "write_returns")
@@ -43,7 +44,7 @@ def _from_row(row: Mapping[str, Any]) -> Shop:
     return Shop(
         id=row["id"],
         domain=row["domain"],
-        access_token=row["access_token"],
+        access_token=crypto.decrypt(row["access_token_enc"]),
         api_version=row["api_version"],
         api_url=row["api_url"],
         tag_language=row["tag_language"],
@@ -69,11 +70,11 @@ def register_shop(
     with transaction() as cur:
         cur.execute(
             """
-            INSERT INTO shops (domain, access_token, api_url, api_version, tag_language,
+            INSERT INTO shops (domain, access_token_enc, api_url, api_version, tag_language,
                                reason_overrides, waiting_horizon_s)
             VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s)
             ON CONFLICT (domain) DO UPDATE SET
-                access_token = EXCLUDED.access_token, api_url = EXCLUDED.api_url,
+                access_token_enc = EXCLUDED.access_token_enc, api_url = EXCLUDED.api_url,
                 api_version = EXCLUDED.api_version, tag_language = EXCLUDED.tag_language,
                 reason_overrides = EXCLUDED.reason_overrides,
                 waiting_horizon_s = EXCLUDED.waiting_horizon_s,
@@ -82,7 +83,7 @@ def register_shop(
             """,
             (
                 domain,
-                access_token,
+                crypto.encrypt(access_token),
                 api_url,
                 api_version or settings.shopify_api_version,
                 tag_language,
@@ -120,3 +121,17 @@ def record_scopes(shop_id: int, granted: list[str]) -> tuple[str, ...]:
             (sorted(granted), missing, shop_id),
         )
     return tuple(missing)
+
+
+def reencrypt_tokens() -> int:
+    """Re-encrypt every stored token under the first of ``TOKEN_ENCRYPTION_KEYS`` (key rotation);
+    returns how many. Row by row under a lock, so a concurrent write is never lost."""
+    with transaction() as cur:
+        cur.execute("SELECT id, access_token_enc FROM shops FOR UPDATE")
+        rows = cur.fetchall()
+        for row in rows:
+            cur.execute(
+                "UPDATE shops SET access_token_enc = %s WHERE id = %s",
+                (crypto.reencrypt(row["access_token_enc"]), row["id"]),
+            )
+    return len(rows)

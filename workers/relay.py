@@ -1,0 +1,154 @@
+"""The relay: ring the workers' doorbell for what ingest (and an operator's repair) committed.
+
+    python -m workers.relay        (the ``relay`` process of the Procfile; run one or several)
+
+Ingest only writes Postgres: an accepted event is an outbox entry (``enqueued_at`` NULL) and its
+transaction NOTIFYs ``workers.store.outbox.WORK_CHANNEL``. This process LISTENs, and on each
+notification (or every ``RELAY_POLL_S`` at the latest, in case one was missed) rings every order
+with unrung events and marks those events. So:
+
+- a request never waits on Redis, and never pays for a publish: a slow, full or absent broker
+  costs ingest nothing;
+- while Redis is unreachable the relay stops trying for a while (a circuit breaker with backoff,
+  ``RELAY_BACKOFF_S`` doubling up to ``RELAY_BACKOFF_CAP_S``) and the events wait in Postgres;
+- several relays may run: they may ring an order twice, which the per-order lock makes harmless.
+  The beat sweep stays the safety net for anything a relay did not ring.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+
+import psycopg2
+import psycopg2.extensions
+
+from config import get_settings, require_safe
+from workers import doorbell
+from workers.store import outbox
+from workers.store.db import DatabaseUnavailable
+
+log = logging.getLogger("workers.relay")
+
+
+def relay_once(publish: Callable[[int], bool], limit: int = 500) -> tuple[int, bool]:
+    """Ring every order with unrung events once. Returns (orders rung, whether the broker took
+    every message); stops at the first refused publish, since the rest would fail the same way."""
+    rung = 0
+    for order_id, event_ids in outbox.unrung(limit).items():
+        if not publish(order_id):
+            return rung, False
+        # Only the events seen before the publish: one committed since is rung next time.
+        outbox.mark_rung(event_ids)
+        rung += 1
+    return rung, True
+
+
+@dataclass
+class Breaker:
+    """After a refused publish, stop trying for a while; each refusal in a row doubles the wait."""
+
+    base_s: float
+    cap_s: float
+    failures: int = 0
+    open_until: float = 0.0
+
+    def allows(self, now: float) -> bool:
+        return now >= self.open_until
+
+    def failed(self, now: float) -> float:
+        self.failures += 1
+        wait = min(self.cap_s, self.base_s * 2 ** (self.failures - 1))
+        self.open_until = now + wait
+        return wait
+
+    def succeeded(self) -> None:
+        self.failures, self.open_until = 0, 0.0
+
+
+def _listen() -> psycopg2.extensions.connection:
+    conn = psycopg2.connect(get_settings().database_url, connect_timeout=3)
+    conn.autocommit = True  # LISTEN takes effect at once and notifications arrive between commands
+    with conn.cursor() as cur:
+        cur.execute(f"LISTEN {outbox.WORK_CHANNEL}")
+    return conn
+
+
+class Relay:
+    def __init__(self, publish: Callable[[int], bool] = doorbell.publish) -> None:
+        settings = get_settings()
+        self.publish = publish
+        self.poll_s = settings.relay_poll_s
+        self.breaker = Breaker(settings.relay_backoff_s, settings.relay_backoff_cap_s)
+        self.stopping = False
+        self.conn: psycopg2.extensions.connection | None = None
+
+    def run(self) -> None:
+        while not self.stopping:
+            try:
+                self._wait_for_work()
+                self._ring()
+            except DatabaseUnavailable as exc:
+                # Postgres restarting: nothing can be rung or lost meanwhile; reconnect shortly.
+                log.warning("relay: database unavailable (%s); retrying", type(exc).__name__)
+                self._close()
+                time.sleep(min(self.poll_s, 1.0))
+
+    def _wait_for_work(self) -> None:
+        if self.conn is None or self.conn.closed:
+            self.conn = _listen()
+        now = time.monotonic()
+        timeout = self.poll_s if self.breaker.allows(now) else max(0.0, self.breaker.open_until - now)
+        if select.select([self.conn], [], [], timeout)[0]:
+            self.conn.poll()
+            # One burst of commits is one round of ringing, however many notifications it sent.
+            self.conn.notifies.clear()
+
+    def _ring(self) -> None:
+        now = time.monotonic()
+        if not self.breaker.allows(now):
+            return
+        rung, healthy = relay_once(self.publish)
+        if healthy:
+            if self.breaker.failures:
+                log.info("relay: the broker is back")
+            self.breaker.succeeded()
+        else:
+            wait = self.breaker.failed(now)
+            log.warning("relay: broker unreachable after %d orders; trying again in %.1fs", rung, wait)
+        if rung:
+            log.info("relay: rang %d orders", rung)
+
+    def _close(self) -> None:
+        if self.conn is not None and not self.conn.closed:
+            self.conn.close()
+        self.conn = None
+
+    def stop(self, *_: object) -> None:
+        self.stopping = True
+
+
+def main() -> int:
+    settings = get_settings()
+    require_safe(settings, "relay")
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    relay = Relay()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        relay.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("relay: listening on %s", outbox.WORK_CHANNEL)
+    relay.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""The outbox of doorbells: which orders have work nobody has rung for yet.
+
+An accepted event is its own outbox entry: ``enqueued_at`` NULL means "no doorbell rung for it".
+Writers (ingest, an operator's replay) set that state in their own transaction and ``notify`` the
+relay (``workers.relay``), which rings the order and marks the events. Postgres delivers a NOTIFY
+only when the writer's transaction commits, so the relay never rings for work that is not there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from workers.statuses import OPEN_EVENT_STATUSES
+from workers.store.db import transaction
+
+WORK_CHANNEL = "returnsync_work"
+
+
+def notify(cur: Any) -> None:
+    """Wake the relays once the caller's transaction commits (a no-op if it rolls back)."""
+    cur.execute("SELECT pg_notify(%s, '')", (WORK_CHANNEL,))
+
+
+def rearm(cur: Any, event_row_id: int) -> None:
+    """A producer's retry of an event still open: its doorbell may have been lost; ring again."""
+    cur.execute(
+        "UPDATE events SET enqueued_at = NULL WHERE id = %s AND status = ANY(%s) AND enqueued_at IS NOT NULL",
+        (event_row_id, sorted(OPEN_EVENT_STATUSES)),
+    )
+    if cur.rowcount:
+        notify(cur)
+
+
+def unrung(limit: int = 500) -> dict[int, list[int]]:
+    """Accepted events no doorbell was rung for: order id -> event row ids, oldest orders first."""
+    with transaction() as cur:
+        cur.execute(
+            """
+            SELECT order_id, array_agg(id ORDER BY id) AS event_ids FROM events
+            WHERE status = 'accepted' AND enqueued_at IS NULL
+            GROUP BY order_id ORDER BY min(id) LIMIT %s
+            """,
+            (limit,),
+        )
+        return {row["order_id"]: list(row["event_ids"]) for row in cur.fetchall()}
+
+
+def mark_rung(event_row_ids: Sequence[int]) -> None:
+    """These events' doorbell is out (the sweep leaves them alone for a while)."""
+    with transaction() as cur:
+        cur.execute("UPDATE events SET enqueued_at = now() WHERE id = ANY(%s)", (list(event_row_ids),))
+
+
+def mark_enqueued(order_id: int) -> None:
+    """A doorbell was rung for all of the order's open events (the sweep's and replay's ring)."""
+    with transaction() as cur:
+        cur.execute(
+            "UPDATE events SET enqueued_at = now() WHERE order_id = %s AND status = ANY(%s)",
+            (order_id, sorted(OPEN_EVENT_STATUSES)),
+        )
