@@ -367,7 +367,9 @@ def test_given_a_field_breaking_the_contract_then_422_names_its_path(
 def test_given_an_occurred_at_at_the_edges_of_the_window_then_accepted(
     client: FlaskClient, shop: shops.Shop, moment: str
 ) -> None:
-    assert post_signed(client, mutated(example("01"), lambda b: b.update(occurred_at=moment))).status_code == 202
+    assert (
+        post_signed(client, mutated(example("01"), lambda b: b.update(occurred_at=moment))).status_code == 202
+    )
 
 
 def test_given_a_signed_body_of_60000_empty_items_then_a_small_422_at_once(
