@@ -25,10 +25,11 @@ from graphql.language.location import get_location
 from graphql.utilities import coerce_input_value
 
 from standin import schema as schema_mod
+from standin.apps import Grant
 from standin.faults import FaultDecision
 from standin.resolvers import RequestContext, default_resolver, type_resolver
 from standin.state import Shop, Store
-from standin.throttle import query_cost, throttle_status
+from standin.throttle import max_cost_error, query_cost, throttle_status
 
 INVALID_TOKEN_BODY = {
     "errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"
@@ -56,6 +57,7 @@ def _log(
     cost: int | None,
     throttled: bool,
     fault: str | None = None,
+    **extra: Any,
 ) -> None:
     shop.calls.append(
         {
@@ -67,6 +69,7 @@ def _log(
             "throttled": throttled,
             "fault": fault,
             "at": time.time(),
+            **extra,
         }
     )
 
@@ -236,17 +239,25 @@ def _count_objects(value: Any) -> int:
 # --- The request ----------------------------------------------------------------------------------
 
 
-def authenticate(store: Store, domain: str | None, token: str | None) -> tuple[Shop | None, Response | None]:
+def authenticate(
+    store: Store, domain: str | None, token: str | None
+) -> tuple[Shop | None, Grant | None, Response | None]:
+    """The shop and what the token may do there, or the answer that refuses it. Legacy tokens
+    (shop.tokens) never expire; app-issued ones can be unknown, expired or revoked, and all
+    three get the same 401 as a wrong token (APP-AUTH.md §5)."""
     shop = store.shop(domain) if domain else None
     if shop is None:
-        return None, Response(404, {"errors": "Not Found"})
-    if not token or token not in shop.tokens:
-        _log(shop, None, [], None, 401, None, False)
-        return None, Response(401, INVALID_TOKEN_BODY)
-    return shop, None
+        return None, None, Response(404, {"errors": "Not Found"})
+    if token and token in shop.tokens:
+        return shop, Grant(scopes=frozenset(shop.tokens[token])), None
+    grant, refused = store.apps.grant_for(shop.domain, token) if token else (None, "missing")
+    if grant is None:
+        _log(shop, None, [], None, 401, None, False, auth=refused)
+        return None, None, Response(401, INVALID_TOKEN_BODY)
+    return shop, grant, None
 
 
-def handle_graphql(store: Store, shop: Shop, token: str, version: str, raw_body: bytes) -> Response:
+def handle_graphql(store: Store, shop: Shop, grant: Grant, version: str, raw_body: bytes) -> Response:
     """Everything after authentication. Fault injection is decided here (it needs to know
     whether the operation is a mutation) but carried out by the transport."""
     try:
@@ -306,7 +317,21 @@ def handle_graphql(store: Store, shop: Shop, token: str, version: str, raw_body:
         _log(shop, op_label, root_fields, variables, 200, 0, False)
         return Response(200, {"errors": variable_errors}, fault=decision)
 
-    requested = query_cost(schema, prepared.document, operation, variables)
+    requested = query_cost(schema, prepared.document, operation, variables, shop.cost_model)
+    if requested > shop.max_query_cost:
+        # Refused before execution and before the bucket is touched, as Shopify does.
+        payload = {
+            "errors": [max_cost_error(requested, shop.max_query_cost)],
+            "extensions": {
+                "cost": {
+                    "requestedQueryCost": requested,
+                    "actualQueryCost": None,
+                    "throttleStatus": throttle_status(bucket),
+                }
+            },
+        }
+        _log(shop, op_label, root_fields, variables, 200, 0, False, refused="MAX_COST_EXCEEDED")
+        return Response(200, payload, fault=decision)
     # A query dearer than the whole bucket could never run; charge at most the bucket size so
     # an over-estimate of ours does not lock a client out forever.
     charge = min(requested, bucket.size)
@@ -336,7 +361,9 @@ def handle_graphql(store: Store, shop: Shop, token: str, version: str, raw_body:
         _log(shop, op_label, root_fields, variables, 200, requested, True)
         return Response(200, payload, fault=decision)
 
-    ctx = RequestContext(store=store, shop=shop, scopes=frozenset(shop.tokens.get(token, ())))
+    ctx = RequestContext(
+        store=store, shop=shop, scopes=grant.scopes, client_id=grant.client_id, api_version=version
+    )
     with shop.lock:
         result = execute(
             schema,
@@ -351,7 +378,7 @@ def handle_graphql(store: Store, shop: Shop, token: str, version: str, raw_body:
     if result.errors:
         payload["errors"] = [e.formatted for e in result.errors]
     payload["data"] = result.data
-    actual = 10 * len(root_fields) if is_mutation else max(1, _count_objects(result.data))
+    actual = requested if is_mutation else max(1, _count_objects(result.data))
     actual = min(actual, charge)
     left = bucket.refund(charge - actual)
     payload["extensions"] = {

@@ -51,6 +51,8 @@ class RequestContext:
     shop: Shop
     scopes: frozenset[str]
     mutated: bool = False  # set when a mutation changed state (for lost-response faults)
+    client_id: str | None = None  # the app the token was issued to; None for legacy tokens
+    api_version: str = "2026-07"
 
 
 # --- Defaults for unmodelled fields -------------------------------------------------------
@@ -811,6 +813,96 @@ def m_order_update(ctx: RequestContext, input: dict[str, Any]) -> dict[str, Any]
     return {"order": order, "userErrors": []}
 
 
+# --- Webhook subscriptions (per shop and app) -----------------------------------------------
+
+
+def _no_app_error() -> dict[str, Any]:
+    # Stand-in limitation: deliveries are signed with an app's secret, so legacy tokens (not
+    # issued to an app) cannot subscribe. Not Shopify wording.
+    return user_error(
+        None, "Webhook subscriptions need an access token issued to an app (stand-in: POST /_standin/apps)"
+    )
+
+
+def m_webhook_create(ctx: RequestContext, topic: str, webhookSubscription: dict[str, Any]) -> dict[str, Any]:
+    if ctx.client_id is None:
+        return {"webhookSubscription": None, "userErrors": [_no_app_error()]}
+    spec = webhookSubscription
+    uri = spec.get("uri") or spec.get("callbackUrl")
+    field = ["webhookSubscription", "uri" if "uri" in spec else "callbackUrl"]
+    if not uri:
+        return {"webhookSubscription": None, "userErrors": [user_error(field, "Address can't be blank")]}
+    if not str(uri).startswith(("https://", "http://")):
+        # Pub/Sub and EventBridge addresses are not modelled (not recorded).
+        return {"webhookSubscription": None, "userErrors": [user_error(field, "Address is invalid")]}
+    fmt = spec.get("format") or "JSON"
+    if fmt != "JSON":
+        return {
+            "webhookSubscription": None,
+            "userErrors": [user_error(["webhookSubscription", "format"], "The stand-in delivers JSON only")],
+        }
+    webhooks = ctx.store.webhooks
+    if any(s.uri == uri for s in webhooks.find(ctx.client_id, ctx.shop.domain, topic)):
+        return {
+            "webhookSubscription": None,
+            "userErrors": [user_error(field, "Address for this topic has already been taken")],
+        }
+    sub = webhooks.subscribe(
+        ctx.client_id,
+        ctx.shop.domain,
+        topic,
+        str(uri),
+        fmt,
+        ctx.api_version,
+        name=spec.get("name"),
+        filter=spec.get("filter"),
+        include_fields=list(spec.get("includeFields") or []),
+    )
+    ctx.mutated = True
+    return {"webhookSubscription": sub.graphql(), "userErrors": []}
+
+
+def m_webhook_delete(ctx: RequestContext, id: str) -> dict[str, Any]:
+    sub = ctx.store.webhooks.get(id) if ctx.client_id else None
+    if sub is None or sub.client_id != ctx.client_id or sub.shop != ctx.shop.domain:
+        return {
+            "deletedWebhookSubscriptionId": None,
+            "userErrors": [user_error(["id"], "Webhook subscription does not exist")],
+        }
+    ctx.store.webhooks.delete(sub)
+    ctx.mutated = True
+    return {"deletedWebhookSubscriptionId": sub.id, "userErrors": []}
+
+
+def q_webhook_subscriptions(
+    ctx: RequestContext,
+    topics: list[str] | None = None,
+    uri: str | None = None,
+    callbackUrl: str | None = None,
+    format: str | None = None,
+    **args: Any,
+) -> dict[str, Any]:
+    subs = ctx.store.webhooks.find(ctx.client_id, ctx.shop.domain) if ctx.client_id else []
+    wanted_uri = uri or callbackUrl
+    subs = [
+        s
+        for s in sorted(subs, key=lambda s: s.num)
+        if (not topics or s.topic in topics)
+        and (wanted_uri is None or s.uri == wanted_uri)
+        and (format is None or s.format == format)
+    ]
+    args.pop("sortKey", None)
+    args.pop("query", None)
+    return connection([s.graphql() for s in subs], **args)
+
+
+def q_webhook_subscription(ctx: RequestContext, id: str) -> dict[str, Any] | None:
+    sub = ctx.store.webhooks.get(id) if ctx.client_id else None
+    if sub is None or sub.client_id != ctx.client_id or sub.shop != ctx.shop.domain:
+        return None
+    return sub.graphql()
+
+
 # --- Wiring ----------------------------------------------------------------------------------
 
 QUERY_FIELDS: dict[str, Callable[..., Any]] = {
@@ -824,6 +916,8 @@ QUERY_FIELDS: dict[str, Callable[..., Any]] = {
     "currentAppInstallation": q_app_installation,
     "reverseDelivery": q_reverse_delivery,
     "reverseFulfillmentOrder": q_rfo,
+    "webhookSubscriptions": q_webhook_subscriptions,
+    "webhookSubscription": q_webhook_subscription,
 }
 
 MUTATION_FIELDS: dict[str, Callable[..., Any]] = {
@@ -841,6 +935,8 @@ MUTATION_FIELDS: dict[str, Callable[..., Any]] = {
     "tagsAdd": m_tags_add,
     "tagsRemove": m_tags_remove,
     "orderUpdate": m_order_update,
+    "webhookSubscriptionCreate": m_webhook_create,
+    "webhookSubscriptionDelete": m_webhook_delete,
 }
 
 

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from standin.apps import AppRegistry
 from standin.faults import FaultConfig
-from standin.throttle import LeakyBucket
+from standin.throttle import COST_MODELS, MAX_QUERY_COST, LeakyBucket
+from standin.webhooks import Webhooks
 
 DEFAULT_SCOPES: tuple[str, ...] = ("read_orders", "write_orders", "read_returns", "write_returns")
 CALL_LOG_LIMIT = 20_000
@@ -301,12 +303,18 @@ ACTIVE_RETURN_STATUSES = frozenset({"REQUESTED", "OPEN", "CLOSED"})
 
 @dataclass
 class Shop:
-    """One store: its auth, rate limit, faults, objects and call log."""
+    """One store: its auth, rate limit, faults, objects and call log. `tokens` holds the legacy
+    tokens (not tied to an app, never expiring); app-issued tokens live in Store.apps."""
 
     domain: str
     tokens: dict[str, list[str]]
     bucket: LeakyBucket
     throttle_mode: str = "graphql"
+    num: int = 0  # the shop's numeric id (webhook payloads: shop_id, id)
+    name: str = ""
+    email: str | None = None
+    max_query_cost: int = MAX_QUERY_COST
+    cost_model: str = "standin"
     faults: FaultConfig = field(default_factory=FaultConfig)
     orders: dict[int, Order] = field(default_factory=dict)
     objects: dict[str, Any] = field(default_factory=dict)  # gid -> object, for node lookups
@@ -344,6 +352,8 @@ class Store:
     def __init__(self) -> None:
         self.shops: dict[str, Shop] = {}
         self.lock = threading.Lock()
+        self.apps = AppRegistry()
+        self.webhooks = Webhooks()
         # Start generated ids far above typical seeded ids so they never collide with ids a test
         # chose, and make each allocation unique across kinds (like Shopify's big numbers).
         self._ids = itertools.count(int(time.time()) * 1000 % 10**11 + 10**11)
@@ -354,6 +364,8 @@ class Store:
     def reset(self) -> None:
         with self.lock:
             self.shops.clear()
+        self.apps.reset()
+        self.webhooks.reset()
 
     def shop(self, domain: str) -> Shop | None:
         return self.shops.get(domain.lower())
@@ -372,14 +384,27 @@ class Store:
         bucket_size: int = 2000,
         restore_rate: int = 100,
         throttle_mode: str = "graphql",
+        max_query_cost: int = MAX_QUERY_COST,
+        cost_model: str = "standin",
+        shop_id: int | None = None,
+        name: str | None = None,
+        email: str | None = None,
     ) -> Shop:
         if throttle_mode not in ("graphql", "http429"):
             raise ValueError("throttle_mode must be 'graphql' or 'http429'")
+        if cost_model not in COST_MODELS:
+            raise ValueError(f"cost_model must be one of {', '.join(COST_MODELS)}")
+        domain = domain.lower()
         shop = Shop(
-            domain=domain.lower(),
-            tokens={token: list(DEFAULT_SCOPES if scopes is None else scopes)},
+            domain=domain,
+            tokens={token: list(DEFAULT_SCOPES if scopes is None else scopes)} if token else {},
             bucket=LeakyBucket(bucket_size, restore_rate),
             throttle_mode=throttle_mode,
+            num=shop_id or self.next_id(),
+            name=name or domain.split(".", 1)[0],
+            email=email or f"owner@{domain.split('.', 1)[0]}.example",
+            max_query_cost=int(max_query_cost),
+            cost_model=cost_model,
         )
         with self.lock:
             self.shops[shop.domain] = shop
@@ -563,12 +588,15 @@ def shop_view(shop: Shop) -> dict[str, Any]:
     with shop.lock:
         return {
             "domain": shop.domain,
+            "id": shop.num,
             "scopes": {t: list(s) for t, s in shop.tokens.items()},
             "throttle": {
                 "bucket_size": shop.bucket.size,
                 "restore_rate": shop.bucket.rate,
                 "currently_available": shop.bucket.available(),
                 "throttle_mode": shop.throttle_mode,
+                "max_query_cost": shop.max_query_cost,
+                "cost_model": shop.cost_model,
             },
             "faults": shop.faults.as_dict(),
             "orders": [order_view(shop, o) for o in shop.orders.values()],

@@ -447,7 +447,10 @@ def replay_file(standin: RunningStandin, path: Path) -> dict[str, tuple[str | No
     capture, cases = load_cases(path)
     version = capture.get("apiVersion") or "2026-04"
     domain = f"replay-{path.stem.lower()}.myshopify.com"
-    shop = standin.store.create_shop(domain, "replay-token", bucket_size=10**9, restore_rate=10**6)
+    # The recorded cost model: the 1,000-point limit then refuses what Shopify refused, no more.
+    shop = standin.store.create_shop(
+        domain, "replay-token", bucket_size=10**9, restore_rate=10**6, cost_model="recorded"
+    )
     seed_from_capture(standin, shop, capture, cases)
     tag_reads = upstream_tag_reads(capture)
     replayer = Replayer(standin, domain, version)
