@@ -1,17 +1,18 @@
 # returnsync: `make run` starts the whole system locally, `make test` runs the suite.
 SHELL := /bin/bash
 PY := .venv/bin/python
-STANDIN_URL ?= http://127.0.0.1:$${STANDIN_PORT:-8081}
+STANDIN_PORT ?= 8081
+STANDIN_URL := http://127.0.0.1:$(STANDIN_PORT)
 # The stand-in keeps its shops in memory and forgets them when it stops, so on the embedded
 # defaults `make run` starts the local database (config's default DATABASE_URL) afresh too.
 # A DATABASE_URL you set yourself is never dropped.
 DEMO_DATABASE_URL := postgresql://postgres@127.0.0.1:5432/returnsync
 
-.PHONY: run test venv services migrate demo-shop bench chaos lint
+.PHONY: run test venv services migrate bench chaos lint
 
 # The local mode: the repository's fixed secrets are accepted. Every other way of starting a
 # process of ours is production and refuses them (config/settings.py: unsafe_settings).
-run test bench chaos demo-shop: export RETURNSYNC_ENV := local
+run test bench chaos: export RETURNSYNC_ENV := local
 
 venv: .venv/.installed
 
@@ -33,13 +34,13 @@ services:
 migrate: venv services
 	$(PY) -m workers.store.migrate $(if $(filter $(DEMO_DATABASE_URL),$(DATABASE_URL)),--recreate,)
 
-# Register the demo shop of the stand-in's demo seed (standin/demo_seed.json).
-demo-shop: migrate
-	printf %s shpat_local_demo_token | $(PY) -m workers.cli register-shop acme-nl.myshopify.com \
-	  --api-url "$(STANDIN_URL)/shops/{shop}/admin/api/{version}/graphql.json"
-
+# `make run`: every process (Procfile) on the embedded defaults, the stand-in playing Shopify, and
+# the demo shop installed through the app's real OAuth flow (the stand-in approves at once; its
+# demo app's tokens last two minutes, so refreshes show in the log).
 run: export DATABASE_URL ?= $(DEMO_DATABASE_URL)
-run: demo-shop
+run: export SHOPIFY_ADMIN_URL_TEMPLATE ?= $(STANDIN_URL)/shops/{shop}/admin
+run: export SHOPIFY_URL_TEMPLATE ?= $(STANDIN_URL)/shops/{shop}/admin/api/{version}/graphql.json
+run: migrate
 	@echo
 	@echo "  returnsync is starting (Ctrl-C stops everything):"
 	@echo "    ingest      http://127.0.0.1:$${INGEST_PORT:-8000}/v1/return-events   (/openapi.json, /readyz)"
@@ -47,7 +48,9 @@ run: demo-shop
 	@echo "    shopify     $(STANDIN_URL)/_standin/shops/acme-nl.myshopify.com/state   (the local stand-in)"
 	@echo "    try         $(PY) -m bench.producer 02-created.json"
 	@echo
-	.venv/bin/honcho start
+	@.venv/bin/honcho start & honcho=$$!; \
+	  $(PY) -m bench.install_demo acme-nl.myshopify.com || { kill $$honcho; exit 1; }; \
+	  wait $$honcho
 
 test: venv services
 	$(PY) -m pytest -q

@@ -1,11 +1,11 @@
 """Benchmark 1: ingest at saturation and under bad conditions, every side measured in one run.
 
-All servers run under gunicorn with ``ingest/gunicorn_conf.py`` (same workers, worker class) on
+All servers run under gunicorn with ``web/gunicorn_conf.py`` (same workers, worker class) on
 loopback, one after the other, each against the same kind of load:
 
 - **saturation, closed loop**: ``CLIENTS`` keep-alive connections each send the next event as soon
   as the previous one is answered, for a fixed time; figures are answers per second and the
-  latency of each answer. Sides: the bare 202 endpoint (``ingest/bare.py``, what the stack itself
+  latency of each answer. Sides: the bare 202 endpoint (``web/bare.py``, what the stack itself
   costs), the real app with Redis up, and the real app with Redis unreachable (its REDIS_URL
   points at a closed port). Ratios: real / bare, Redis down / Redis up.
 - **latency at a given load, open loop**: events due at a fixed rate (latency counts from when an
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "ingest" / "examples" / "02-created.json"
+EXAMPLE = ROOT / "bench" / "examples" / "02-created.json"
 BENCH_DB = "returnsync_bench"
 BENCH_REDIS_DB = 13
 SHOP = "bench-shop.myshopify.com"
@@ -83,7 +83,7 @@ def _truncate() -> None:
 def _start(app_spec: str, **env: str) -> tuple[subprocess.Popen[bytes], int]:
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "ingest/gunicorn_conf.py", app_spec],
+        [sys.executable, "-m", "gunicorn", "-c", "web/gunicorn_conf.py", app_spec],
         cwd=ROOT,
         env={
             **os.environ,
@@ -120,7 +120,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 def _signed(tag: str, i: int, template: dict[str, Any], secret: str) -> tuple[bytes, dict[str, str]]:
     """One distinct signed event (10 returns per order: order rows are re-used, as in real traffic)."""
-    from ingest.signatures import sign
+    from web.signatures import sign
 
     body = dict(template, id=f"evt_bench_{tag}_{i}", shop=SHOP)
     body["return"] = dict(
@@ -324,9 +324,9 @@ def run(seconds: float = 10.0) -> dict[str, Any]:
     results: dict[str, Any] = {}
     dead_redis = f"redis://127.0.0.1:{_free_port()}/0"
     sides = (
-        ("bare", "ingest.bare:create_app()", {}),
-        ("real", "ingest.wsgi:application", {}),
-        ("real_redis_down", "ingest.wsgi:application", {"REDIS_URL": dead_redis}),
+        ("bare", "web.bare:create_app()", {}),
+        ("real", "web.wsgi:application", {}),
+        ("real_redis_down", "web.wsgi:application", {"REDIS_URL": dead_redis}),
     )
     for name, spec, env in sides:
         _truncate()
@@ -337,7 +337,7 @@ def run(seconds: float = 10.0) -> dict[str, Any]:
         finally:
             _stop(proc)
     _truncate()
-    proc, port = _start("ingest.wsgi:application", INGEST_BODY_TIMEOUT_S="10")
+    proc, port = _start("web.wsgi:application", INGEST_BODY_TIMEOUT_S="10")
     try:
         open_loop(port, "warm", 1.0)
         results["latency_alone"] = open_loop(port, "alone", seconds)

@@ -37,8 +37,8 @@ import psycopg2.extras
 import redis
 import requests
 
-from ingest.signatures import sign
 from standin.admin import StandinAdmin
+from web.signatures import sign
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -343,7 +343,7 @@ class System:
 
     def _start_ingest(self) -> None:
         proc = self.procs["ingest"] = self._spawn(
-            "ingest", [str(VENV_BIN / "gunicorn"), "-c", "ingest/gunicorn_conf.py", "ingest.wsgi:application"]
+            "ingest", [str(VENV_BIN / "gunicorn"), "-c", "web/gunicorn_conf.py", "web.wsgi:application"]
         )
 
         def ready() -> bool:

@@ -3,7 +3,7 @@
     python -m bench.producer 02-created.json [--new-id] [--url URL] [--wait SECONDS]
 
 Not part of the product (the platform is another company's system); it lives with the benchmarks,
-which play the producer too. ``EVENT`` is a file, or a name in ``ingest/examples/`` (the
+which play the producer too. ``EVENT`` is a file, or a name in ``bench/examples/`` (the
 producer's examples, from ../shared/spec/examples/). After a 2xx it polls the status API until
 the return is no longer pending and prints the answer.
 """
@@ -21,9 +21,9 @@ from typing import Any
 import requests
 
 from config import get_settings
-from ingest.signatures import sign
+from web.signatures import sign
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "ingest" / "examples"
+EXAMPLES = Path(__file__).resolve().parent / "examples"
 
 
 def send(event: dict[str, Any], url: str, secret: str) -> requests.Response:

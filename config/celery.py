@@ -57,5 +57,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": "returns.sweep",
                 "schedule": float(settings.sweep_interval_s),
             },
+            "shopify.maintain": {
+                "task": "shopify.maintain",
+                "schedule": float(settings.maintain_interval_s),
+            },
         },
     }

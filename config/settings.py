@@ -21,7 +21,12 @@ LOCAL_INGEST_SECRET = "whsec_" + base64.b64encode(b"returnsync-local-development
 LOCAL_STATUS_TOKEN = "local-status-token"
 LOCAL_FLOWER_AUTH = "operator:local-flower-password"
 LOCAL_TOKEN_KEY = base64.urlsafe_b64encode(b"returnsync-local-token-key-32byt").decode()
-LOCAL_SECRETS = frozenset({LOCAL_INGEST_SECRET, LOCAL_STATUS_TOKEN, LOCAL_FLOWER_AUTH, LOCAL_TOKEN_KEY})
+LOCAL_CLIENT_ID = "returnsync-local"
+LOCAL_CLIENT_SECRET = "shpss_local_demo_secret_do_not_use_in_production"
+LOCAL_SECRETS = frozenset(
+    {LOCAL_INGEST_SECRET, LOCAL_STATUS_TOKEN, LOCAL_FLOWER_AUTH, LOCAL_TOKEN_KEY, LOCAL_CLIENT_SECRET}
+)
+REQUIRED_SCOPES = ("read_orders", "write_orders", "read_returns", "write_returns")
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,24 @@ class Settings:
     sweep_interval_s: int = 30
     sweep_after_s: int = 60
     order_lock_retry_s: float = 1.0
+
+    # returnsync as a Shopify app (APP-AUTH.md). The first client secret is the current one (token
+    # requests); every listed one verifies callbacks and webhooks while a secret rotates.
+    shopify_client_id: str = LOCAL_CLIENT_ID
+    shopify_client_secrets: tuple[str, ...] = (LOCAL_CLIENT_SECRET,)
+    shopify_scopes: tuple[str, ...] = REQUIRED_SCOPES
+    # Where Shopify reaches us (the install callback and the webhooks), and where we reach a
+    # shop's admin (OAuth); `make run` and the tests point the latter at the stand-in.
+    app_url: str = "http://127.0.0.1:8000"
+    shopify_admin_url_template: str = "https://{shop}/admin"
+    # Refresh an expiring token this long before it expires (Shopify's own packages: 60-300 s).
+    token_refresh_ahead_s: int = 300
+    # How long an install's OAuth `state` may wait for its callback.
+    install_state_ttl_s: int = 600
+    # The beat's upkeep of app access: idle shops' refresh tokens renewed this long before they
+    # lapse, and webhooks a web process stored but did not process, every MAINTAIN_INTERVAL_S.
+    refresh_idle_within_s: int = 30 * 24 * 3600
+    maintain_interval_s: int = 60
 
     # Shop access tokens are encrypted at rest with these Fernet keys (the first encrypts; all of
     # them decrypt, so a key can rotate in: put the new one first, re-encrypt, drop the old one).
@@ -168,6 +191,14 @@ def unsafe_settings(settings: Settings) -> list[str]:
         problems.append(
             f"FLOWER_BASIC_AUTH must be user:password with a password of {_MIN_PASSWORD_CHARS}+ characters"
         )
+    if not settings.shopify_client_id or settings.shopify_client_id == LOCAL_CLIENT_ID:
+        problems.append("SHOPIFY_CLIENT_ID is not set to the app's client id")
+    if not settings.shopify_client_secrets:
+        problems.append("SHOPIFY_CLIENT_SECRETS is not set")
+    for number, value in enumerate(settings.shopify_client_secrets, 1):
+        secret(f"SHOPIFY_CLIENT_SECRETS #{number}", value, _MIN_PASSWORD_CHARS)
+    if not settings.app_url.startswith("https://"):
+        problems.append("APP_URL must be the app's public https:// URL (Shopify calls it)")
     if not settings.token_encryption_keys:
         problems.append("TOKEN_ENCRYPTION_KEYS is not set")
     for number, value in enumerate(settings.token_encryption_keys, 1):

@@ -16,8 +16,8 @@ from workers.store import db
 require_safe(get_settings(), "celery")
 app = Celery("returnsync")
 app.conf.update(celery_config(get_settings()))
-# Imported lazily by the worker at start-up (tasks.returns imports this module, so not here).
-app.autodiscover_tasks(["tasks"], related_name="returns")
+# Imported by the worker at start-up (they import this module, so not from here).
+app.conf.include = ["tasks.returns", "tasks.shopify"]
 
 log = logging.getLogger(__name__)
 

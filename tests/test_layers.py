@@ -38,13 +38,13 @@ def reaching(package: str, forbidden: tuple[str, ...]) -> dict[str, list[str]]:
     ("package", "forbidden"),
     [
         # The sync's logic knows nothing of the web process or of Celery tasks.
-        ("workers", ("ingest", "tasks")),
+        ("workers", ("web", "tasks")),
         # The store is the bottom layer: no Shopify client, no apply run, no lock session.
         ("workers/store", ("workers.shopify", "workers.apply", "workers.locking", "workers.doorbell")),
         # The Shopify client takes an endpoint and a token, not our rows or runs.
         ("workers/shopify", ("workers.apply", "workers.store.shops", "workers.store.returns")),
         # Configuration is read, never reads back.
-        ("config", ("workers", "ingest", "tasks")),
+        ("config", ("workers", "web", "tasks")),
     ],
 )
 def test_no_layer_reaches_up(package: str, forbidden: tuple[str, ...]) -> None:
@@ -54,7 +54,7 @@ def test_no_layer_reaches_up(package: str, forbidden: tuple[str, ...]) -> None:
 def test_only_config_reads_the_environment() -> None:
     readers = [
         str(path.relative_to(ROOT))
-        for package in ("ingest", "tasks", "workers")
+        for package in ("web", "tasks", "workers")
         for path in (ROOT / package).rglob("*.py")
         if "os.environ" in path.read_text() or "getenv(" in path.read_text()
     ]

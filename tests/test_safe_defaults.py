@@ -32,17 +32,18 @@ def production_secrets() -> dict[str, str]:
         "STATUS_API_TOKEN": secrets.token_urlsafe(32),
         "FLOWER_BASIC_AUTH": "ops:" + secrets.token_urlsafe(24),
         "TOKEN_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+        "SHOPIFY_CLIENT_ID": "8f2c0d1e",
+        "SHOPIFY_CLIENT_SECRETS": "shpss_" + secrets.token_hex(16),
+        "APP_URL": "https://returnsync.example.com",
     }
 
 
 def settings(**values: object) -> Settings:
     env = {key.lower(): value for key, value in production_secrets().items()}
     env.update(values)
-    env["ingest_secrets"] = (
-        (env["ingest_secrets"],) if isinstance(env["ingest_secrets"], str) else env["ingest_secrets"]
-    )
-    if isinstance(env["token_encryption_keys"], str):
-        env["token_encryption_keys"] = (env["token_encryption_keys"],)
+    for plural in ("ingest_secrets", "token_encryption_keys", "shopify_client_secrets"):
+        if isinstance(env[plural], str):
+            env[plural] = (env[plural],)
     return Settings(**env)  # type: ignore[arg-type]
 
 
@@ -53,6 +54,9 @@ def test_the_local_mode_accepts_the_repositorys_secrets_and_production_does_not(
         "INGEST_SECRETS #1 is the repository's local value; set one of your own",
         "STATUS_API_TOKEN is the repository's local value; set one of your own",
         "FLOWER_BASIC_AUTH is the repository's local value; set one of your own",
+        "SHOPIFY_CLIENT_ID is not set to the app's client id",
+        "SHOPIFY_CLIENT_SECRETS #1 is the repository's local value; set one of your own",
+        "APP_URL must be the app's public https:// URL (Shopify calls it)",
         "TOKEN_ENCRYPTION_KEYS #1 is the repository's local value; set one of your own",
     ]
     assert unsafe_settings(settings()) == []
@@ -76,6 +80,8 @@ def test_the_local_mode_accepts_the_repositorys_secrets_and_production_does_not(
         ({"flower_basic_auth": "ops:short"}, "password of 16+"),
         ({"token_encryption_keys": ("not a fernet key",)}, "is not a Fernet key"),
         ({"returnsync_env": "staging"}, "RETURNSYNC_ENV must be local or production"),
+        ({"shopify_client_secrets": ("short",)}, "SHOPIFY_CLIENT_SECRETS #1 is shorter than 16"),
+        ({"app_url": "http://returnsync.example.com"}, "APP_URL must be the app's public https://"),
     ],
 )
 def test_each_unsafe_setting_is_named(change: dict[str, object], problem: str):
@@ -93,7 +99,7 @@ def run_briefly(
 @pytest.mark.parametrize(
     ("process", "argv"),
     [
-        ("web", [str(BIN / "gunicorn"), "-c", "ingest/gunicorn_conf.py", "ingest.wsgi:application"]),
+        ("web", [str(BIN / "gunicorn"), "-c", "web/gunicorn_conf.py", "web.wsgi:application"]),
         ("celery", [str(BIN / "celery"), "-A", "tasks.app", "worker", "--pool", "solo"]),
         ("flower", [str(BIN / "celery"), "-A", "tasks.app", "flower", "--conf=config/flower.py"]),
         ("relay", [sys.executable, "-m", "workers.relay"]),
@@ -113,7 +119,7 @@ def test_every_process_refuses_to_start_in_production_on_the_local_secrets(proce
 def test_with_secrets_of_its_own_the_web_process_starts_in_production(database: str):
     port = free_port()
     proc = subprocess.Popen(
-        [str(BIN / "gunicorn"), "-c", "ingest/gunicorn_conf.py", "ingest.wsgi:application"],
+        [str(BIN / "gunicorn"), "-c", "web/gunicorn_conf.py", "web.wsgi:application"],
         cwd=ROOT,
         env={**os.environ, **production_secrets(), "INGEST_HOST": "127.0.0.1", "INGEST_PORT": str(port)},
         stdout=subprocess.DEVNULL,

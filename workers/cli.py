@@ -1,6 +1,9 @@
 """Operator commands: ``python -m workers.cli <command>``.
 
-register-shop   add or update a shop with a static token read from stdin (API URL, version, language)
+register-shop   add or update a shop with a static token read from stdin (API URL, version, language),
+                or --client-credentials: a Dev Dashboard app on one of our own stores
+install-link    where a merchant installs (or reinstalls) the app
+data-requests   customers/data_request reports, for an operator to send on
 rotate-token-key  re-encrypt every stored token under the first TOKEN_ENCRYPTION_KEYS key
 status          where a return stands (the status API's answer, read from Postgres)
 timeline        every Shopify call made for an order, oldest first
@@ -28,6 +31,12 @@ def _read_token() -> str:
 def _register_shop(args: argparse.Namespace) -> int:
     from workers.store.shops import register_shop
 
+    if args.client_credentials:
+        from workers.install import install_client_credentials
+
+        shop = install_client_credentials(args.domain)
+        print(f"shop {shop.domain} installed with the client credentials grant (id {shop.id})")
+        return 0
     token = _read_token()
     if not token:
         print(
@@ -66,6 +75,21 @@ def _timeline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _install_link(args: argparse.Namespace) -> int:
+    from workers.store.shops import install_link
+
+    print(install_link(args.domain))
+    return 0
+
+
+def _data_requests(args: argparse.Namespace) -> int:
+    from workers.store.privacy import data_requests
+
+    for request in data_requests():
+        print(json.dumps(request, default=str))
+    return 0
+
+
 def _rotate_token_key(args: argparse.Namespace) -> int:
     from workers.store.shops import reencrypt_tokens
 
@@ -91,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     reg = commands.add_parser("register-shop", help="add or update a shop (the token comes on stdin)")
     reg.add_argument("domain")
+    reg.add_argument(
+        "--client-credentials",
+        action="store_true",
+        help="our own store: get a token with the app's credentials",
+    )
     reg.add_argument("--api-url", help="URL template with {shop} and {version}; default: Shopify's")
     reg.add_argument("--api-version", help="default: SHOPIFY_API_VERSION (2026-07)")
     reg.add_argument("--language", choices=["en", "nl"], default="en", help="refund-method tag language")
@@ -105,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     timeline = commands.add_parser("timeline", help="Shopify calls of an order")
     timeline.add_argument("order_id", type=int)
     timeline.set_defaults(func=_timeline)
+
+    link = commands.add_parser("install-link", help="the (re)install link of a shop")
+    link.add_argument("domain")
+    link.set_defaults(func=_install_link)
+
+    requests_ = commands.add_parser("data-requests", help="customers/data_request reports")
+    requests_.set_defaults(func=_data_requests)
 
     rotate = commands.add_parser("rotate-token-key", help="re-encrypt stored tokens under the first key")
     rotate.set_defaults(func=_rotate_token_key)

@@ -8,9 +8,11 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -155,10 +157,12 @@ def wait_until(check: Callable[[], bool], timeout_s: float, interval_s: float = 
     return check()
 
 
-@pytest.fixture
-def celery_workers(database: str, redis_client: Any) -> Iterator[subprocess.Popen[bytes]]:
-    """Two real worker processes (prefork) consuming the returns queue, stopped after the test."""
+@contextmanager
+def worker_processes(concurrency: int) -> Iterator[subprocess.Popen[bytes]]:
+    """Real Celery worker processes (prefork) consuming the returns queue, with the test's
+    environment; their log goes to a file (a pipe nobody reads would fill up and stall them)."""
     celery = str(Path(sys.executable).with_name("celery"))
+    log = tempfile.NamedTemporaryFile(prefix="celery-worker-", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(
         [
             celery,
@@ -166,7 +170,7 @@ def celery_workers(database: str, redis_client: Any) -> Iterator[subprocess.Pope
             "tasks.app",
             "worker",
             "--concurrency",
-            "2",
+            str(concurrency),
             "-l",
             "info",
             "-Q",
@@ -178,10 +182,11 @@ def celery_workers(database: str, redis_client: Any) -> Iterator[subprocess.Pope
         ],
         cwd=ROOT,
         env=os.environ.copy(),
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    process.log_path = log.name  # type: ignore[attr-defined]
     try:
         yield process
     finally:
@@ -191,3 +196,12 @@ def celery_workers(database: str, redis_client: Any) -> Iterator[subprocess.Pope
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
+        log.close()
+        os.unlink(log.name)
+
+
+@pytest.fixture
+def celery_workers(database: str, redis_client: Any) -> Iterator[subprocess.Popen[bytes]]:
+    """Two real worker processes (prefork) consuming the returns queue, stopped after the test."""
+    with worker_processes(2) as process:
+        yield process

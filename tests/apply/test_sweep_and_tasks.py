@@ -129,7 +129,7 @@ def test_real_celery_workers_apply_an_enqueued_order(shop: ShopUnderTest, celery
     # Then a worker applies it on Shopify (bounded wait, not a speed assertion)
     applied = wait_until(lambda: set(event_statuses(order_id).values()) <= {"applied", "superseded"}, 90)
     if not applied and celery_workers.poll() is not None:
-        pytest.fail(celery_workers.stdout.read().decode() if celery_workers.stdout else "worker died")
+        pytest.fail(Path(celery_workers.log_path).read_text())
     assert applied
     returns = shop.shopify_returns()
     assert [r["status"] for r in returns] == ["CLOSED"]

@@ -72,7 +72,11 @@ def test_missing_scopes_wait_with_the_scopes_named_then_sync_when_fixed(shop: Sh
     assert apply_order(order_id).outcome == "waiting"
     row = return_row("R-3")
     assert row["sync"] == "waiting"
-    assert row["detail"] == "shop needs reinstall: missing scopes read_returns, write_returns"
+    # The FAQ's first answer, with the way to do it: the shop's install link.
+    assert row["detail"] == (
+        "shop needs reinstall: missing scopes read_returns, write_returns: "
+        f"reinstall at http://127.0.0.1:8000/shopify/install?shop={shop.domain}"
+    )
     assert event_statuses(order_id) == {"s1": "waiting"}
     assert find_shop(shop.domain).missing_scopes == ("read_returns", "write_returns")
     assert shop.shopify_returns() == []

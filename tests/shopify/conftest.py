@@ -10,7 +10,7 @@ from graphql import GraphQLSchema, build_schema
 
 from config import get_settings
 from workers.shopify import client as client_module
-from workers.shopify.client import Endpoint
+from workers.shopify.client import Endpoint, StaticToken
 
 SCHEMA_DIR = Path(__file__).resolve().parents[3] / "shared" / "shopify" / "schema"
 if not SCHEMA_DIR.is_dir():  # the shared folder sits next to the repository (../shared)
@@ -54,4 +54,4 @@ def small_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def make_endpoint(url_template: str, token: str = "shpat_secret_token_value") -> Endpoint:
     domain = "acme-nl.myshopify.com"
-    return Endpoint(domain, url_template.format(shop=domain, version="2026-07"), token)
+    return Endpoint(domain, url_template.format(shop=domain, version="2026-07"), StaticToken(token))

@@ -15,11 +15,11 @@ from graphql.execution.values import get_variable_values
 from tests.shopify.conftest import CAPTURES_DIR
 from workers.shopify import api as api_module
 from workers.shopify.api import ShopifyAPI, UserErrors, classify_user_errors
-from workers.shopify.client import Endpoint, NotFound, operation_of
+from workers.shopify.client import Endpoint, NotFound, StaticToken, operation_of
 from workers.shopify.models import ReturnableLine, ReturnLineInput
 
 ENDPOINT = Endpoint(
-    "acme-nl.myshopify.com", "https://acme-nl.myshopify.com/admin/api/2026-07/graphql.json", "t"
+    "acme-nl.myshopify.com", "https://acme-nl.myshopify.com/admin/api/2026-07/graphql.json", StaticToken("t")
 )
 ORDER = "gid://shopify/Order/8980220018994"
 RETURN = "gid://shopify/Return/15264809266"

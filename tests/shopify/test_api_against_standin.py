@@ -14,7 +14,7 @@ from workers.events import EventItem
 from workers.lines import MappedItem, Shortfall, plan_return_lines
 from workers.shopify import api as api_module
 from workers.shopify.api import ShopifyAPI, UserErrors
-from workers.shopify.client import AccessDenied, CallRecord, Endpoint, ShopifyClient
+from workers.shopify.client import AccessDenied, CallRecord, Endpoint, ShopifyClient, StaticToken
 
 DOMAIN = "acme-nl.myshopify.com"
 TOKEN = "shpat_standin_token"
@@ -37,7 +37,8 @@ def make_api(
 
 
 def endpoint(standin: RunningStandin, token: str = TOKEN) -> Endpoint:
-    return Endpoint(DOMAIN, f"{standin.url}/shops/{DOMAIN}/admin/api/2026-07/graphql.json", token)
+    url = f"{standin.url}/shops/{DOMAIN}/admin/api/2026-07/graphql.json"
+    return Endpoint(DOMAIN, url, StaticToken(token))
 
 
 def event_items(api: ShopifyAPI, items: list[dict[str, Any]]) -> list[MappedItem]:

@@ -16,7 +16,7 @@ import pytest
 from bench.expected import compare
 from bench.harness import System, wait_until
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "ingest" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "bench" / "examples"
 SHOP = "acme-nl.myshopify.com"
 ORDER_1106 = "gid://shopify/Order/5196695273621"
 ORDER_1107 = "gid://shopify/Order/5196695273700"

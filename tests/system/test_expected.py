@@ -10,7 +10,7 @@ from typing import Any
 
 from bench.expected import compare, expected_orders, summarize
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "ingest" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "bench" / "examples"
 SHOP = "acme-nl.myshopify.com"
 O1106 = "gid://shopify/Order/5196695273621"
 O1107 = "gid://shopify/Order/5196695273700"

@@ -28,6 +28,7 @@ from datetime import timedelta
 from celery.exceptions import SoftTimeLimitExceeded
 
 from config import get_settings
+from workers.access import AccessLost, ShopTokens, check_installed, lost_detail
 from workers.apply import outcomes
 from workers.apply.context import OrderRun, OrderWait
 from workers.apply.outcomes import ReturnResult
@@ -48,12 +49,13 @@ from workers.store import calls
 from workers.store import returns as store
 from workers.store.db import DatabaseUnavailable
 from workers.store.fencing import LostLock
-from workers.store.shops import REQUIRED_SCOPES, Shop, get_shop, record_scopes
+from workers.store.shops import REQUIRED_SCOPES, Shop, get_shop, mark_needs_reinstall, record_scopes
 
 log = logging.getLogger(__name__)
 
 # Stop the whole run: they are about the shop, the order or the process, not one return.
 _STOPS_THE_RUN = (
+    AccessLost,
     Throttled,
     ShopifyUnavailable,
     AccessDenied,
@@ -76,7 +78,7 @@ class RunResult:
 
 
 def endpoint_of(shop: Shop) -> Endpoint:
-    return Endpoint(shop.domain, shop.graphql_url, shop.access_token)
+    return Endpoint(shop.domain, shop.graphql_url, ShopTokens(shop))
 
 
 def apply_order(order_id: int, *, worker: str | None = None) -> RunResult:
@@ -150,6 +152,9 @@ class _OrderRunner:
         except Throttled as exc:
             delay = max(exc.retry_after_s or 1.0, 1.0)
             self._for_unfinished(return_ids, lambda rid: outcomes.budget_wait(run, rid, delay))
+        except AccessLost as lost:
+            detail = lost.detail
+            self._for_unfinished(return_ids, lambda rid: self._park(rid, detail, horizon=False))
         except (AccessDenied, Unauthorized) as exc:
             detail = self._needs_reinstall(exc)
             self._for_unfinished(return_ids, lambda rid: self._park(rid, detail, horizon=False))
@@ -166,6 +171,8 @@ class _OrderRunner:
 
     def _prepare(self) -> None:
         run = self.run
+        # An uninstalled shop, or one whose access was refused for good, is not called at all.
+        check_installed(run.shop)
         self._check_scopes()
         if run.order_gid is None:
             name = run.order.order_name or run.order.order_ref
@@ -187,22 +194,23 @@ class _OrderRunner:
             return
         missing = record_scopes(shop.id, self.run.api.access_scopes())
         if missing:
-            raise OrderWait(_reinstall_detail(missing), horizon=False)
+            raise OrderWait(_reinstall_detail(shop, missing), horizon=False)
 
     def _needs_reinstall(self, exc: AccessDenied | Unauthorized) -> str:
-        """Mark the shop as needing a reinstall, with the scopes it lacks."""
-        try:
-            granted = self.run.api.access_scopes()
-            if isinstance(exc, AccessDenied):
-                # The call was refused for these scopes, whatever the installation says.
-                granted = [scope for scope in granted if scope not in exc.required_scopes]
-        except ShopifyError:
-            granted = []  # the token itself is refused: every scope is missing
-        missing = record_scopes(self.run.shop.id, granted) or REQUIRED_SCOPES
-        detail = _reinstall_detail(missing)
+        """A refused token marks the shop as needing a reinstall; a missing scope names the scopes
+        it lacks (a legacy token may be granted them in place, so it is read again next run)."""
+        shop = self.run.shop
         if isinstance(exc, Unauthorized):
-            detail += f" (Shopify refused the access token, HTTP {exc.http_status})"
-        return detail
+            why = f"Shopify refused the access token, HTTP {exc.http_status}"
+            mark_needs_reinstall(shop.id, why)
+            return lost_detail(shop, f"shop needs reinstall ({why})")
+        try:
+            # The call was refused for these scopes, whatever the installation says.
+            granted = [s for s in self.run.api.access_scopes() if s not in exc.required_scopes]
+        except ShopifyError:
+            granted = []
+        missing = record_scopes(shop.id, granted) or REQUIRED_SCOPES
+        return _reinstall_detail(shop, missing)
 
     # -- one return -------------------------------------------------------------------------------
 
@@ -256,5 +264,5 @@ class _OrderRunner:
         return RunResult(outcome, delay if outcome.comes_back else None, detail)
 
 
-def _reinstall_detail(missing: tuple[str, ...] | list[str]) -> str:
-    return f"shop needs reinstall: missing scopes {', '.join(missing)}"
+def _reinstall_detail(shop: Shop, missing: tuple[str, ...] | list[str]) -> str:
+    return lost_detail(shop, f"shop needs reinstall: missing scopes {', '.join(missing)}")

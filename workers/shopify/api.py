@@ -363,6 +363,18 @@ class ShopifyAPI:
         """Overwrite the order note (the caller built it from a fresh read; see mapping)."""
         self._mutate(docs.ORDER_UPDATE_NOTE, {"input": {"id": order_gid, "note": note}}, "orderUpdate")
 
+    # -- app -----------------------------------------------------------------------------------
+
+    def subscribe_webhook(self, topic: str, uri: str) -> None:
+        """Subscribe the shop's ``topic`` (e.g. ``FULFILLMENTS_CREATE``) to ``uri``; idempotent."""
+        try:
+            self._mutate(
+                docs.WEBHOOK_SUBSCRIPTION_CREATE, {"topic": topic, "uri": uri}, "webhookSubscriptionCreate"
+            )
+        except UserErrors as exc:
+            if not any("already been taken" in message for message in exc.messages):
+                raise
+
     # -- internals ----------------------------------------------------------------------------
 
     def _mutate(self, document: str, variables: dict[str, Any], root: str) -> dict[str, Any]:

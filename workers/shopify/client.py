@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 import urllib3.exceptions
@@ -62,7 +62,9 @@ __all__ = [
     "ShopifyGraphQLError",
     "ShopifyHTTPError",
     "ShopifyUnavailable",
+    "StaticToken",
     "Throttled",
+    "TokenSource",
     "Unauthorized",
 ]
 
@@ -191,13 +193,38 @@ def _retry_after(response: requests.Response) -> float | None:
         return None  # an HTTP date; Shopify sends seconds, so fall back to our own wait
 
 
+class TokenSource(Protocol):
+    """Where the client gets the token for each request (``workers.access.ShopTokens``)."""
+
+    def current(self) -> str:
+        """The token to send now; never one known to be expired."""
+        ...
+
+    def after_unauthorized(self, rejected: str) -> str:
+        """Shopify answered 401 to ``rejected``: the token to try once more, or raise."""
+        ...
+
+
+@dataclass(frozen=True)
+class StaticToken:
+    """A token that is what it is: a 401 is final."""
+
+    token: str = field(repr=False)
+
+    def current(self) -> str:
+        return self.token
+
+    def after_unauthorized(self, rejected: str) -> str:
+        raise Unauthorized(401)
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """Where and as whom to call one shop's Admin API (the token never shows in a repr)."""
 
     shop_domain: str
     url: str
-    access_token: str = field(repr=False)
+    tokens: TokenSource = field(repr=False)
 
 
 class ShopifyClient:
@@ -275,10 +302,24 @@ class ShopifyClient:
     # -- one exchange -------------------------------------------------------------------------
 
     def _exchange(self, operation: str, is_mutation: bool, body: dict[str, Any]) -> dict[str, Any]:
+        """One request, sent again once with a refreshed token after a 401 (Shopify did not act
+        on it, so even a mutation is safe to resend)."""
+        token = self.endpoint.tokens.current()
+        try:
+            return self._send(operation, is_mutation, body, token)
+        except Unauthorized as exc:
+            # 401: the token expired or was replaced; 403 (a non-expiring token past its cutoff,
+            # APP-AUTH.md §5) is not helped by a refresh.
+            if exc.http_status != 401:
+                raise
+            retry_with = self.endpoint.tokens.after_unauthorized(token)
+            return self._send(operation, is_mutation, body, retry_with)
+
+    def _send(self, operation: str, is_mutation: bool, body: dict[str, Any], token: str) -> dict[str, Any]:
         """One HTTP request and its classification: data, or the ShopifyError it amounts to."""
         settings = get_settings()
         headers = {
-            "X-Shopify-Access-Token": self.endpoint.access_token,
+            "X-Shopify-Access-Token": token,
             "Content-Type": "application/json",
             "Accept": "application/json",
         }

@@ -277,6 +277,22 @@ mutation OrderUpdateNote($input: OrderInput!) {
 }
 """
 
+# Per-shop subscriptions to the topics that wake waiting returns (app/uninstalled and the compliance
+# topics are app-wide, in config/shopify.app.toml). "Address already taken" is a success for us.
+WEBHOOK_SUBSCRIPTION_CREATE = """
+mutation WebhookSubscriptionCreate($topic: WebhookSubscriptionTopic!, $uri: String!) {
+  webhookSubscriptionCreate(topic: $topic, webhookSubscription: {uri: $uri, format: JSON}) {
+    webhookSubscription {
+      id
+    }
+    userErrors {
+      field
+      message
+    }
+  }
+}
+"""
+
 ALL_DOCUMENTS: dict[str, str] = {
     "ACCESS_SCOPES": ACCESS_SCOPES,
     "FIND_ORDER_BY_NAME": FIND_ORDER_BY_NAME,
@@ -294,4 +310,5 @@ ALL_DOCUMENTS: dict[str, str] = {
     "TAGS_ADD": TAGS_ADD,
     "TAGS_REMOVE": TAGS_REMOVE,
     "ORDER_UPDATE_NOTE": ORDER_UPDATE_NOTE,
+    "WEBHOOK_SUBSCRIPTION_CREATE": WEBHOOK_SUBSCRIPTION_CREATE,
 }

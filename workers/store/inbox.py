@@ -60,9 +60,15 @@ def _compare_existing(
 ) -> RecordResult | None:
     # Compared as jsonb in Postgres, i.e. as parsed JSON: key order, whitespace and 1 vs 1.0 do
     # not matter, exactly as stored values are compared, whatever Python would make of them.
+    # A body redacted since (customers/redact) is compared by the digest of what was received.
     cur.execute(
-        "SELECT id, order_id, status, payload = %s::jsonb AS same FROM events WHERE event_id = %s",
-        (payload_json, event_id),
+        """
+        SELECT id, order_id, status,
+            CASE WHEN redacted_at IS NULL THEN payload = %s::jsonb
+                 ELSE payload_digest = encode(sha256(convert_to(%s::jsonb::text, 'UTF8')), 'hex') END AS same
+        FROM events WHERE event_id = %s
+        """,
+        (payload_json, payload_json, event_id),
     )
     row = cur.fetchone()
     if row is None:

@@ -33,15 +33,16 @@ def rearm(cur: Any, event_row_id: int) -> None:
 
 
 def unrung(limit: int = 500) -> dict[int, list[int]]:
-    """Accepted events no doorbell was rung for: order id -> event row ids, oldest orders first."""
+    """Open events no doorbell was rung for (accepted, or waiting and woken): order id -> event
+    row ids, oldest orders first."""
     with transaction() as cur:
         cur.execute(
             """
             SELECT order_id, array_agg(id ORDER BY id) AS event_ids FROM events
-            WHERE status = 'accepted' AND enqueued_at IS NULL
+            WHERE status = ANY(%s) AND enqueued_at IS NULL
             GROUP BY order_id ORDER BY min(id) LIMIT %s
             """,
-            (limit,),
+            (sorted(OPEN_EVENT_STATUSES), limit),
         )
         return {row["order_id"]: list(row["event_ids"]) for row in cur.fetchall()}
 
@@ -59,3 +60,42 @@ def mark_enqueued(order_id: int) -> None:
             "UPDATE events SET enqueued_at = now() WHERE order_id = %s AND status = ANY(%s)",
             (order_id, sorted(OPEN_EVENT_STATUSES)),
         )
+
+
+def rearm_shop(shop_id: int) -> int:
+    """Every open event of the shop rung again (after an install, a reinstall, an uninstall): its
+    orders run now and find out where they stand. Returns how many events."""
+    with transaction() as cur:
+        cur.execute(
+            "UPDATE events SET enqueued_at = NULL WHERE shop_id = %s AND status = ANY(%s)",
+            (shop_id, sorted(OPEN_EVENT_STATUSES)),
+        )
+        count = int(cur.rowcount)
+        cur.execute(
+            "UPDATE orders SET next_run_at = NULL WHERE shop_id = %s AND next_run_at IS NOT NULL", (shop_id,)
+        )
+        if count:
+            notify(cur)
+    return count
+
+
+def wake_order(shop_domain: str, order_gid: str) -> int:
+    """Shopify says the order changed (fulfilled): its waiting events are due now, not at the next
+    waiting retry. Returns how many events were woken."""
+    with transaction() as cur:
+        cur.execute(
+            """
+            WITH woken AS (
+                UPDATE orders o SET next_run_at = NULL FROM shops s
+                WHERE s.id = o.shop_id AND s.domain = %s AND o.order_gid = %s
+                RETURNING o.id
+            )
+            UPDATE events SET enqueued_at = NULL
+            WHERE order_id IN (SELECT id FROM woken) AND status = ANY(%s)
+            """,
+            (shop_domain, order_gid, sorted(OPEN_EVENT_STATUSES)),
+        )
+        count = int(cur.rowcount)
+        if count:
+            notify(cur)
+    return count

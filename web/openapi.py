@@ -7,7 +7,7 @@ from typing import Any
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
-from ingest.schemas import AcceptedSchema, ErrorSchema, ReturnStatusSchema, ValidationErrorsSchema
+from web.schemas import AcceptedSchema, ErrorSchema, ReturnStatusSchema, ValidationErrorsSchema
 from workers.events import ID_PATTERN, SHOP_PATTERN, EventSchema
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask.testing import FlaskClient
 
-from tests.ingest.conftest import SHOP, example, post_signed
+from tests.web.conftest import SHOP, example, post_signed
 from workers.store import shops
 from workers.store.db import transaction
 

@@ -1,5 +1,5 @@
 """Fuzzing the ingest endpoint: schemathesis from /openapi.json, and hypothesis-built bodies,
-headers and signatures judged by an oracle written here, independently of ingest/schemas.py.
+headers and signatures judged by an oracle written here, independently of web/schemas.py.
 
 Properties: never a 5xx (Postgres is up, so not even a 503); nothing the oracle rejects is ever
 accepted; everything it accepts is accepted (202, and 200 on redelivery).
@@ -20,9 +20,9 @@ from flask import Flask
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from ingest.app import create_app
-from ingest.signatures import sign
-from tests.ingest.conftest import SHOP, encode, example, post_signed, secret
+from tests.web.conftest import SHOP, encode, example, post_signed, secret
+from web.app import create_app
+from web.signatures import sign
 from workers.store import shops
 
 FUZZ = settings(

@@ -8,7 +8,7 @@ HMAC primitive; the check itself is done here, over the body *bytes*, because th
 - json-parses the body and raises ValueError/binascii.Error/UnicodeDecodeError on malformed
   headers, which would be indistinguishable from a bad signature or turn into 500s,
 - hard-codes a 5-minute tolerance and signs ``floor(float(timestamp))`` instead of the header text.
-``tests/ingest/test_signatures.py`` checks that what ``sign`` produces verifies with the package's
+``tests/web/test_signatures.py`` checks that what ``sign`` produces verifies with the package's
 own ``Webhook.verify`` and the reverse, so both sides speak the same scheme.
 """
 

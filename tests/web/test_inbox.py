@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from flask.testing import FlaskClient
 
-from tests.ingest.conftest import example, mutated, post_signed
+from tests.web.conftest import example, mutated, post_signed
 from workers.events import load_event
 from workers.store import inbox, outbox, shops
 from workers.store.db import transaction

@@ -9,7 +9,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from config.settings import LOCAL_INGEST_SECRET
-from ingest.signatures import SignatureError, Verifier, sign
+from web.signatures import SignatureError, Verifier, sign
 
 OTHER = "whsec_" + "b3RoZXIta2V5LWZvci1yb3RhdGlvbi10ZXN0cw=="
 

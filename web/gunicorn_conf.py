@@ -1,13 +1,13 @@
 """Gunicorn settings for the ingest service, from ``config.get_settings()`` like everything else.
 
-``gunicorn -c ingest/gunicorn_conf.py ingest.wsgi:application``.
+``gunicorn -c web/gunicorn_conf.py web.wsgi:application``.
 
 gevent workers: a request mostly waits on its client (the body) and on one Postgres commit, so a
 greenlet per connection overlaps those waits cheaply, and a client that trickles its body holds a
 greenlet, not one of a few threads: twenty stalled uploads can no longer starve the endpoint
 (gthread's 2 workers x 8 threads were 16 slots). psycopg2 is made cooperative with psycogreen so a
 query waits without blocking the other greenlets. A body that has not arrived within
-``INGEST_BODY_TIMEOUT_S`` is answered 408 (ingest/app.py), so stalled connections end.
+``INGEST_BODY_TIMEOUT_S`` is answered 408 (web/app.py), so stalled connections end.
 """
 
 from __future__ import annotations

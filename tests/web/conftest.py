@@ -14,11 +14,12 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from config import get_settings
-from ingest.app import create_app
-from ingest.signatures import sign
+from web.app import create_app
+from web.signatures import sign
 from workers.store import shops
 
-EXAMPLES = Path("/work/shared/spec/examples")
+# The repository's copy of the producer's examples (tests/web/test_endpoint.py keeps it equal to the spec's).
+EXAMPLES = Path(__file__).resolve().parents[2] / "bench" / "examples"
 SHOP = "acme-nl.myshopify.com"
 # Another valid-looking secret that the server does not know (a stranger, or a retired key).
 FOREIGN_SECRET = "whsec_" + "Zm9yZWlnbi1rZXktbm90LWNvbmZpZ3VyZWQtaGVyZQ=="

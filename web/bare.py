@@ -1,4 +1,4 @@
-"""A bare endpoint on the same server stack, for benchmark 1: ``gunicorn 'ingest.bare:create_app()'``.
+"""A bare endpoint on the same server stack, for benchmark 1: ``gunicorn 'web.bare:create_app()'``.
 
 It reads the body and answers 202 like the real endpoint, doing nothing else, so the ratio of the
 two measures what signature checking, validation and the Postgres commit cost.

@@ -1,4 +1,4 @@
-"""The real server stack: gunicorn (gevent) running ingest.wsgi, spoken to over loopback HTTP."""
+"""The real server stack: gunicorn (gevent) running web.wsgi, spoken to over loopback HTTP."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import pytest
 import requests
 
 from config import get_settings
-from ingest.signatures import sign
-from tests.ingest.conftest import SHOP, encode, example, mutated, secret
 from tests.support.net import CountingListener, free_port
+from tests.web.conftest import SHOP, encode, example, mutated, secret
+from web.signatures import sign
 from workers.store import shops
 from workers.store.db import transaction
 
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def start_gunicorn(**env: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "ingest/gunicorn_conf.py", "ingest.wsgi:application"],
+        [sys.executable, "-m", "gunicorn", "-c", "web/gunicorn_conf.py", "web.wsgi:application"],
         cwd=ROOT,
         env={**os.environ, "INGEST_HOST": "127.0.0.1", "INGEST_PORT": str(port), **env},
         stdout=subprocess.DEVNULL,

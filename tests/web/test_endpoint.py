@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from tests.ingest.conftest import (
+from tests.web.conftest import (
     FOREIGN_SECRET,
     SHOP,
     all_examples,
@@ -139,7 +139,7 @@ def test_given_a_missing_signature_header_then_401(
 ) -> None:
     body = example("01")
     raw = encode(body)
-    from ingest.signatures import sign
+    from web.signatures import sign
 
     headers = sign(raw, body["id"], secret())
     del headers[missing]
@@ -159,7 +159,7 @@ def test_given_a_signature_made_with_an_unknown_secret_then_401(
 
 def test_given_a_tampered_body_then_401(client: FlaskClient, shop: shops.Shop) -> None:
     body = example("01")
-    from ingest.signatures import sign
+    from web.signatures import sign
 
     headers = sign(encode(body), body["id"], secret())
     tampered = encode(mutated(body, lambda b: b["return"]["items"][0].update(quantity=9)))
@@ -204,7 +204,7 @@ def test_given_several_signatures_of_which_one_is_valid_then_accepted(
     client: FlaskClient, shop: shops.Shop
 ) -> None:
     """Secret rotation: the producer signs with the old and the new key; either may be ours."""
-    from ingest.signatures import sign
+    from web.signatures import sign
 
     body = example("01")
     raw = encode(body)
