@@ -67,6 +67,10 @@ class ChaosParams:
     bucket_size: int = 1000  # small (Shopify's is 2000 and up): throttling is part of the run
     restore_rate: int = 200
     senders: int = 8
+    # The app's life: access tokens that expire (and are refreshed) many times over the run, and
+    # one shop uninstalled in the middle of it and reinstalled a few seconds later.
+    token_ttl_s: float = 15.0
+    uninstall_reinstall: bool = True
     converge_timeout: float = 600.0
     name: str = "chaos"
     out: str = str(RESULTS / "chaos.json")
@@ -218,10 +222,15 @@ def _fault_schedule(params: ChaosParams) -> list[tuple[float, str]]:
         schedule.append((params.duration * 0.4, "flush_redis"))
     if params.restart_postgres:
         schedule.append((params.duration * 0.6, "restart_postgres"))
+    if params.uninstall_reinstall:
+        schedule.append((params.duration * 0.3, "uninstall"))
+        schedule.append((params.duration * 0.3 + min(8.0, params.duration * 0.15), "reinstall"))
     return sorted(schedule)
 
 
-def _run_faults(system: System, params: ChaosParams, log: FaultLog, stop: threading.Event) -> None:
+def _run_faults(
+    system: System, params: ChaosParams, log: FaultLog, stop: threading.Event, uninstalled: str
+) -> None:
     for at, kind in _fault_schedule(params):
         if stop.wait(max(0.0, log.t0 + at - time.monotonic())):
             return
@@ -236,6 +245,12 @@ def _run_faults(system: System, params: ChaosParams, log: FaultLog, stop: thread
             elif kind == "restart_postgres":
                 down = System.restart_postgres()
                 log.add(kind, took_s=round(down, 2))
+            elif kind == "uninstall":
+                system.uninstall(uninstalled)
+                log.add(kind, shop=uninstalled)
+            elif kind == "reinstall":
+                system.install(uninstalled)
+                log.add(kind, shop=uninstalled)
         except Exception as error:  # noqa: BLE001 - a failed fault is reported, not fatal
             log.add(kind, error=repr(error))
 
@@ -386,7 +401,13 @@ def run(params: ChaosParams) -> dict[str, Any]:
         "LOG_LEVEL": "WARNING",
     }
     report: dict[str, Any] = {"params": asdict(params), "ok": False}
-    with System(params.name, workers=params.workers, concurrency=params.concurrency, env=env) as system:
+    with System(
+        params.name,
+        workers=params.workers,
+        concurrency=params.concurrency,
+        env=env,
+        app_token_ttl_s=params.token_ttl_s,
+    ) as system:
         for shop in scenario.shops:
             system.add_shop(shop, bucket_size=params.bucket_size, restore_rate=params.restore_rate)
         for order in scenario.orders:
@@ -404,7 +425,10 @@ def run(params: ChaosParams) -> dict[str, Any]:
         faults = FaultLog(t0)
         stop = threading.Event()
         fault_thread = threading.Thread(
-            target=_run_faults, args=(system, params, faults, stop), name="faults", daemon=True
+            target=_run_faults,
+            args=(system, params, faults, stop, scenario.shops[0]),
+            name="faults",
+            daemon=True,
         )
         fault_thread.start()
         try:

@@ -178,7 +178,10 @@ class System:
         log_dir: Path | None = None,
         start_timeout_s: float = 60.0,
         beat: bool = True,
+        app_token_ttl_s: float | None = None,
     ) -> None:
+        """``app_token_ttl_s``: shops are installed through the app's OAuth flow (``add_shop``),
+        with access tokens that expire after that long; None: legacy static tokens."""
         safe = re.sub(r"[^a-z0-9_]", "_", name.lower())
         self.name = safe
         self.database = f"returnsync_bench_{safe}"
@@ -201,7 +204,10 @@ class System:
         self._worker_seq = 0
         self._local = threading.local()
         self._rng = random.Random(f"{safe}-workers")
-        self.shops: dict[str, str] = {}  # domain -> access token
+        self.shops: dict[str, str] = {}  # domain -> access token (static ones)
+        self.app_token_ttl_s = app_token_ttl_s
+        self.client_id = f"returnsync-{safe}"
+        self.client_secret = f"shpss_bench_{safe}_secret_value"
 
     # --- environment and processes ---
 
@@ -253,6 +259,10 @@ class System:
                 "PYTHONUNBUFFERED": "1",
                 "LOG_LEVEL": "INFO",
                 "RETURNSYNC_ENV": "local",
+                "APP_URL": self.ingest_url,
+                "SHOPIFY_CLIENT_ID": self.client_id,
+                "SHOPIFY_CLIENT_SECRETS": self.client_secret,
+                "SHOPIFY_ADMIN_URL_TEMPLATE": f"http://{HOST}:{self.standin_port}/shops/{{shop}}/admin",
             }
         )
         env.update(self.env_overrides)
@@ -307,6 +317,14 @@ class System:
             self.flush_redis()
             self._run([PYTHON, "-m", "workers.store.migrate"])
             self._start_standin()
+            if self.app_token_ttl_s is not None:
+                self.standin.register_app(
+                    self.client_id,
+                    [self.client_secret],
+                    token_ttl_s=self.app_token_ttl_s,
+                    webhooks_uri=f"{self.ingest_url}/shopify/webhooks",
+                    compliance_uri=f"{self.ingest_url}/shopify/webhooks",
+                )
             self._start_ingest()
             self.procs["relay"] = self._spawn("relay", [PYTHON, "-m", "workers.relay"])
             for _ in range(self.n_workers):
@@ -428,7 +446,12 @@ class System:
         scopes: list[str] | None = None,
         language: str = "en",
     ) -> str:
-        """Create the shop on the stand-in and register it with returnsync; returns the token."""
+        """Create the shop on the stand-in and give returnsync access to it: installed through the
+        app's OAuth flow in app mode, else a registered static token; returns the static token."""
+        if self.app_token_ttl_s is not None:
+            self.standin.create_shop(domain, None, bucket_size=bucket_size, restore_rate=restore_rate)
+            self.install(domain)
+            return ""
         token = token or f"shpat_bench_{re.sub(r'[^a-z0-9]', '', domain)[:24]}"
         self.standin.create_shop(
             domain, token, scopes=scopes, bucket_size=bucket_size, restore_rate=restore_rate
@@ -449,6 +472,17 @@ class System:
         )
         self.shops[domain] = token
         return token
+
+    def install(self, domain: str) -> None:
+        """(Re)install the app on a shop as a merchant's browser does: install link, Shopify's
+        grant screen (the stand-in approves at once), our callback."""
+        page = requests.get(f"{self.ingest_url}/shopify/install", params={"shop": domain}, timeout=60)
+        if page.status_code != 200 or "is installed on" not in page.text:
+            raise HarnessError(f"install of {domain} failed: HTTP {page.status_code} {page.text[:300]}")
+
+    def uninstall(self, domain: str) -> None:
+        """The merchant uninstalls the app: Shopify revokes its tokens and sends app/uninstalled."""
+        self.standin.uninstall(domain, self.client_id)
 
     # --- traffic ---
 

@@ -1,5 +1,6 @@
 """A small chaos run: duplicates, reordering and late events, a worker kill -9, a Redis flush, a
-Postgres restart and a faulty, throttling Shopify. Nothing may be lost, duplicated or wrong."""
+Postgres restart, a faulty, throttling Shopify, expiring tokens and an uninstall then reinstall of
+a shop. Nothing may be lost, duplicated or wrong."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ def test_small_chaos_run_loses_nothing_and_duplicates_nothing(tmp_path: Path) ->
         workers=2,
         concurrency=2,
         kill_every=30.0,  # one kill, at 15 s; the Redis flush is at 8 s, the restart at 12 s
+        token_ttl_s=6.0,  # the app's tokens expire every 6 s: refreshed over and over
+        # (the uninstall of one shop is at 6 s, its reinstall at 9 s)
         bucket_size=600,
         restore_rate=150,
         converge_timeout=120.0,
@@ -42,7 +45,9 @@ def test_small_chaos_run_loses_nothing_and_duplicates_nothing(tmp_path: Path) ->
     where = f"report with evidence: {params.out}"
 
     kinds = [fault["kind"] for fault in report["faults"] if "error" not in fault]
-    assert sorted(kinds) == ["flush_redis", "kill_worker", "restart_postgres"], report["faults"]
+    assert sorted(kinds) == ["flush_redis", "kill_worker", "reinstall", "restart_postgres", "uninstall"], (
+        report["faults"]
+    )
     assert report["standin_faults"] > 0, "the stand-in injected no fault: the run proves little"
     assert report["events_refused"] == {}
     assert report["lost_events"] == 0, report["lost_event_ids"]
