@@ -8,7 +8,7 @@ STANDIN_URL := http://127.0.0.1:$(STANDIN_PORT)
 # A DATABASE_URL you set yourself is never dropped.
 DEMO_DATABASE_URL := postgresql://postgres@127.0.0.1:5432/returnsync
 
-.PHONY: run test venv services migrate bench chaos lint
+.PHONY: run test venv services browser pgbouncer migrate bench chaos lint
 
 # The local mode: the repository's fixed secrets are accepted. Every other way of starting a
 # process of ours is production and refuses them (config/settings.py: unsafe_settings).
@@ -31,6 +31,17 @@ services:
 	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && exit 0; sleep 1; done; \
 	  echo "Redis or Postgres did not come up" >&2; exit 1
 
+# The ops page's tests (tests/ops) drive Debian's headless Chromium through its chromedriver:
+# installed from the distribution when missing, never downloaded by a test at run time.
+browser:
+	@command -v chromedriver >/dev/null || (apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
+
+# Debian's PgBouncer: the chaos run's workers reach Postgres through it (transaction pooling).
+pgbouncer:
+	@test -x /usr/sbin/pgbouncer || (apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null)
+
 migrate: venv services
 	$(PY) -m workers.store.migrate $(if $(filter $(DEMO_DATABASE_URL),$(DATABASE_URL)),--recreate,)
 
@@ -40,7 +51,10 @@ migrate: venv services
 run: export DATABASE_URL ?= $(DEMO_DATABASE_URL)
 run: export SHOPIFY_ADMIN_URL_TEMPLATE ?= $(STANDIN_URL)/shops/{shop}/admin
 run: export SHOPIFY_URL_TEMPLATE ?= $(STANDIN_URL)/shops/{shop}/admin/api/{version}/graphql.json
+# The metrics directory (PROMETHEUS_MULTIPROC_DIR, config/prometheus.py) starts empty with the
+# processes: files of a previous run's processes would add to this run's counters.
 run: migrate
+	@$(PY) -m config.prometheus --reset >/dev/null
 	@echo
 	@echo "  returnsync is starting (Ctrl-C stops everything):"
 	@echo "    ingest      http://127.0.0.1:$${INGEST_PORT:-8000}/v1/return-events   (/openapi.json, /readyz)"
@@ -52,8 +66,10 @@ run: migrate
 	  $(PY) -m bench.install_demo acme-nl.myshopify.com || { kill $$honcho; exit 1; }; \
 	  wait $$honcho
 
-test: venv services
-	$(PY) -m pytest -q
+# The suite's processes write their metrics to a directory of this run, not to `make run`'s.
+test: venv services browser pgbouncer
+	metrics=$$(mktemp -d); PROMETHEUS_MULTIPROC_DIR=$$metrics $(PY) -m pytest -q; status=$$?; \
+	  rm -rf $$metrics; exit $$status
 
 # ruff (lint and format) over the whole tree, mypy over the product code (pyproject.toml says which).
 lint: venv
@@ -64,5 +80,5 @@ lint: venv
 bench: venv services
 	$(PY) -m bench
 
-chaos: venv services
+chaos: venv services pgbouncer
 	$(PY) -m bench.chaos

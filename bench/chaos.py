@@ -56,8 +56,12 @@ class ChaosParams:
     duration: float = 60.0  # seconds over which the events are delivered
     duplicates: float = 0.10
     late: float = 0.05
-    workers: int = 3
-    concurrency: int = 2
+    # Four worker nodes (processes with names of their own, the gevent pool as the Procfile runs
+    # it) reaching Postgres through PgBouncer in transaction pooling, as machines sharing one
+    # Postgres would (README "Deployment").
+    workers: int = 4
+    concurrency: int = 8
+    pgbouncer: bool = True
     kill_every: float = 5.0  # a worker kill -9 every this many seconds while delivering
     flush_redis: bool = True
     restart_postgres: bool = True
@@ -393,6 +397,9 @@ def run(params: ChaosParams) -> dict[str, Any]:
         # Hung Shopify calls must cost seconds, not the production 20 s, for the run to finish.
         "SHOPIFY_READ_TIMEOUT_S": "3",
         "SHOPIFY_CONNECT_TIMEOUT_S": "2",
+        # Orders a killed worker held are taken over once its lease expires: the shortest TTL
+        # these timeouts allow (2 * (2 + 3) s).
+        "ORDER_LEASE_TTL_S": "10",
         "SHOPIFY_BACKOFF_BASE_S": "0.2",
         "SHOPIFY_BACKOFF_CAP_S": "5",
         "ORDER_LOCK_RETRY_S": "0.5",
@@ -407,6 +414,7 @@ def run(params: ChaosParams) -> dict[str, Any]:
         concurrency=params.concurrency,
         env=env,
         app_token_ttl_s=params.token_ttl_s,
+        pgbouncer=params.pgbouncer,
     ) as system:
         for shop in scenario.shops:
             system.add_shop(shop, bucket_size=params.bucket_size, restore_rate=params.restore_rate)
@@ -472,6 +480,7 @@ def run(params: ChaosParams) -> dict[str, Any]:
                 "orders": len(expected),
                 "delivery_s": round(delivered_at, 1),
                 "faults": faults.entries,
+                "pgbouncer_transactions": system.bouncer_transactions(),
                 "standin_calls": len(calls),
                 "standin_throttled": sum(1 for c in calls if c.get("throttled")),
                 "standin_faults": sum(1 for c in calls if c.get("fault")),
@@ -535,6 +544,7 @@ def main(argv: list[str] | None = None) -> int:
         default=defaults.kill_every,
         help="seconds between worker kill -9s (0: none)",
     )
+    parser.add_argument("--no-pgbouncer", action="store_true", help="workers reach Postgres directly")
     parser.add_argument("--no-redis-flush", action="store_true")
     parser.add_argument("--no-postgres-restart", action="store_true")
     parser.add_argument("--no-standin-faults", action="store_true")
@@ -552,6 +562,7 @@ def main(argv: list[str] | None = None) -> int:
         duration=args.duration,
         workers=args.workers,
         concurrency=args.concurrency,
+        pgbouncer=not args.no_pgbouncer,
         kill_every=args.kill_every,
         flush_redis=not args.no_redis_flush,
         restart_postgres=not args.no_postgres_restart,

@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -81,6 +82,33 @@ def wait_until(
                 + (f" (last error: {last_error!r})" if last_error else "")
             )
         time.sleep(interval_s)
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_stats() -> Iterator[tuple[int, int, float, str]]:
+    """(pid, process group, CPU seconds, command line) of every process we can read in /proc; the
+    CPU seconds are user + system of the process and of its children it has waited for."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+            cmdline = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # the name in parentheses may hold spaces
+        # Fields after the name, from field 3 (state): pgrp is 5, utime..cstime are 14..17.
+        ticks = sum(int(x) for x in fields[11:15])
+        yield int(entry.name), int(fields[2]), ticks / _CLOCK_TICKS, cmdline.strip()
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, all cores (/proc/stat)."""
+    values = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    return (sum(values) - idle) / _CLOCK_TICKS, sum(values) / _CLOCK_TICKS
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -179,9 +207,14 @@ class System:
         start_timeout_s: float = 60.0,
         beat: bool = True,
         app_token_ttl_s: float | None = None,
+        pool: str = "gevent",
+        pgbouncer: bool = False,
     ) -> None:
         """``app_token_ttl_s``: shops are installed through the app's OAuth flow (``add_shop``),
-        with access tokens that expire after that long; None: legacy static tokens."""
+        with access tokens that expire after that long; None: legacy static tokens. ``pool``:
+        Celery's worker pool (gevent as the Procfile runs it; prefork for comparison). ``pgbouncer``:
+        every process reaches Postgres through a PgBouncer in transaction pooling (the relay's
+        LISTEN session excepted), as machines sharing one Postgres would."""
         safe = re.sub(r"[^a-z0-9_]", "_", name.lower())
         self.name = safe
         self.database = f"returnsync_bench_{safe}"
@@ -193,6 +226,9 @@ class System:
         self.ingest_port = free_port()
         self.n_workers = workers
         self.concurrency = concurrency
+        self.pool = pool
+        self.with_pgbouncer = pgbouncer
+        self.bouncer_port: int | None = None
         self.with_beat = beat
         self.start_timeout_s = start_timeout_s
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix=f"returnsync-{safe}-"))
@@ -265,6 +301,13 @@ class System:
                 "SHOPIFY_ADMIN_URL_TEMPLATE": f"http://{HOST}:{self.standin_port}/shops/{{shop}}/admin",
             }
         )
+        # As a deployment should: the dispatcher hands out no more runs than the workers have slots
+        # (config/settings.py says why), counted for the fleet the run starts with (an env override
+        # sets another figure, e.g. for set_workers()).
+        env["DISPATCH_MAX_IN_FLIGHT"] = str(max(1, self.n_workers * self.concurrency))
+        if self.bouncer_port is not None:
+            env["DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:{self.bouncer_port}/{self.database}"
+            env["DATABASE_LISTEN_URL"] = self.database_url
         env.update(self.env_overrides)
         return env
 
@@ -316,6 +359,8 @@ class System:
             self._drop_database()
             self.flush_redis()
             self._run([PYTHON, "-m", "workers.store.migrate"])
+            if self.with_pgbouncer:
+                self._start_pgbouncer()
             self._start_standin()
             if self.app_token_ttl_s is not None:
                 self.standin.register_app(
@@ -341,6 +386,72 @@ class System:
             self.close()
             raise
         return self
+
+    def _start_pgbouncer(self) -> None:
+        """Debian's pgbouncer in transaction pooling, in front of the local Postgres."""
+        binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        if not Path(binary).exists():
+            raise HarnessError("pgbouncer is not installed (apt-get install pgbouncer)")
+        port = free_port()
+        home = self.log_dir / "pgbouncer"
+        home.mkdir(exist_ok=True)
+        os.chmod(self.log_dir, 0o755)  # the postgres user reads its config below it
+        (home / "userlist.txt").write_text('"postgres" ""\n')
+        (home / "pgbouncer.ini").write_text(
+            textwrap.dedent(f"""\
+            [databases]
+            * = host=127.0.0.1 port=5432
+            [pgbouncer]
+            listen_addr = 127.0.0.1
+            listen_port = {port}
+            unix_socket_dir =
+            auth_type = trust
+            auth_file = {home / "userlist.txt"}
+            pool_mode = transaction
+            max_client_conn = 2000
+            default_pool_size = 20
+            max_db_connections = 40
+            server_reset_query =
+            ignore_startup_parameters = extra_float_digits,options
+            admin_users = postgres
+            logfile = {home / "pgbouncer.log"}
+            """)
+        )
+        argv = [binary, str(home / "pgbouncer.ini")]
+        if os.geteuid() == 0:  # pgbouncer will not run as root: it drops to the postgres user
+            shutil.chown(home, "postgres")
+            for child in home.iterdir():
+                shutil.chown(child, "postgres")
+            argv[1:1] = ["-u", "postgres"]
+        proc = self.procs["pgbouncer"] = self._spawn("pgbouncer", argv)
+
+        def accepting() -> bool:
+            self._expect_alive(proc)
+            try:
+                psycopg2.connect(
+                    f"postgresql://postgres@127.0.0.1:{port}/{self.database}", connect_timeout=2
+                ).close()
+            except psycopg2.OperationalError:
+                return False
+            return True
+
+        wait_until(accepting, self.start_timeout_s, what="pgbouncer")
+        self.bouncer_port = port
+
+    def bouncer_transactions(self) -> int:
+        """Transactions PgBouncer has run for this run's database (its SHOW STATS)."""
+        if self.bouncer_port is None:
+            return 0
+        conn = psycopg2.connect(f"postgresql://postgres@127.0.0.1:{self.bouncer_port}/pgbouncer")
+        conn.autocommit = True
+        try:
+            with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                cur.execute("SHOW STATS")
+                return sum(
+                    int(row["total_xact_count"]) for row in cur.fetchall() if row["database"] == self.database
+                )
+        finally:
+            conn.close()
 
     def _start_standin(self) -> None:
         if (ROOT / "standin" / "__main__.py").exists():
@@ -383,6 +494,8 @@ class System:
                 "worker",
                 "-Q",
                 "returns",
+                "-P",
+                self.pool,
                 "--concurrency",
                 str(concurrency or self.concurrency),
                 "-l",
@@ -410,7 +523,7 @@ class System:
         return [w.pid for w in self.workers if w.alive()]
 
     def kill_random_worker(self) -> int:
-        """kill -9 one worker process group (its prefork children die with it)."""
+        """kill -9 one worker process group (a prefork pool's children die with it)."""
         alive = [w for w in self.workers if w.alive()]
         if not alive:
             raise HarnessError("no worker is alive")
@@ -472,6 +585,53 @@ class System:
         )
         self.shops[domain] = token
         return token
+
+    def add_shops(
+        self,
+        domains: list[str],
+        *,
+        bucket_size: int = 2000,
+        restore_rate: int = 100,
+        orders: dict[str, list[dict[str, Any]]] | None = None,
+        language: str = "en",
+        timeout_s: float = 300.0,
+    ) -> dict[str, str]:
+        """Many shops at once, as ``add_shop`` with static tokens does one (which runs the CLI once
+        per shop): one stand-in seed request creates the shops with ``orders[domain]`` (the
+        stand-in's seed format: ``{"name", "id", "line_items", "fulfilled"?}``), one process runs
+        the CLI's ``register-shop`` for all of them (the tokens on its stdin). Returns the tokens."""
+        if self.app_token_ttl_s is not None:
+            raise HarnessError("add_shops registers static tokens; in app mode use add_shop")
+        tokens = {d: f"shpat_bench_{re.sub(r'[^a-z0-9]', '', d)[:24]}" for d in domains}
+        self.standin.load_seed(
+            {
+                "shops": [
+                    {
+                        "domain": d,
+                        "token": tokens[d],
+                        "bucket_size": bucket_size,
+                        "restore_rate": restore_rate,
+                        "orders": (orders or {}).get(d, []),
+                    }
+                    for d in domains
+                ]
+            }
+        )
+        script = (
+            "import sys\n"
+            "from workers import cli\n"
+            "url, language = sys.argv[1], sys.argv[2]\n"
+            "for domain in sys.argv[3:]:\n"
+            "    code = cli.main(['register-shop', domain, '--api-url', url, '--language', language])\n"
+            "    if code: sys.exit(code)\n"
+        )
+        self._run(
+            [PYTHON, "-c", script, self.graphql_url_template, language, *domains],
+            timeout_s=timeout_s,
+            stdin="".join(tokens[d] + "\n" for d in domains),
+        )
+        self.shops.update(tokens)
+        return tokens
 
     def install(self, domain: str) -> None:
         """(Re)install the app on a shop as a merchant's browser does: install link, Shopify's
@@ -570,6 +730,24 @@ class System:
                 return [dict(row) for row in cur.fetchall()]
         finally:
             conn.close()
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds (user + system) used so far by each process group this run started, by name
+        (worker1, relay, ingest, beat, standin, ...): the leader and every process of its group,
+        so gunicorn's and a prefork pool's children count, with children that ended and were
+        waited for. Processes that ended themselves are not counted (read before and after)."""
+        groups = {p.pid: p.name for p in [*self.procs.values(), *self.workers] if p.alive()}
+        out = dict.fromkeys(groups.values(), 0.0)
+        for _pid, group, seconds, _cmd in _proc_stats():
+            if group in groups:
+                out[groups[group]] += seconds
+        return out
+
+    def postgres_cpu_seconds(self) -> float:
+        """CPU seconds so far of the Postgres backends connected to this run's database (backends
+        that have closed meanwhile are not counted: the processes keep pooled connections)."""
+        marker = f" {self.database} "
+        return sum(s for _p, _g, s, cmd in _proc_stats() if cmd.startswith("postgres:") and marker in cmd)
 
     def log_tails(self, lines: int = 30) -> str:
         procs = list(self.procs.values()) + list(self.workers)

@@ -52,14 +52,32 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": True,  # Flower's live view
         "task_send_sent_event": True,
         "timezone": "UTC",
+        # Exactly one scheduler even when several beat processes run (a standby per machine, or
+        # two started by mistake): RedBeat keeps the schedule in Redis behind a lock the active
+        # beat renews; another beat waits for that lock (tasks/scheduler.py adds surviving a Redis
+        # flush or outage). The `-s` schedule file of a beat command line is then unused.
+        "beat_scheduler": "tasks.scheduler:SingleBeatScheduler",
+        "beat_max_loop_interval": settings.beat_max_loop_s,
+        "redbeat_redis_url": settings.redis_url,
+        # Said explicitly: RedBeat would otherwise hand the broker's transport options (the
+        # visibility timeout) to its own Redis client.
+        "redbeat_redis_options": {},
+        "redbeat_key_prefix": "redbeat:",
+        "redbeat_lock_timeout": settings.beat_lock_timeout_s,
         "beat_schedule": {
-            "returns.sweep": {
-                "task": "returns.sweep",
-                "schedule": float(settings.sweep_interval_s),
-            },
-            "shopify.maintain": {
-                "task": "shopify.maintain",
-                "schedule": float(settings.maintain_interval_s),
-            },
+            name: {"task": name, "schedule": float(every), "options": {"expires": _expires(every)}}
+            for name, every in (
+                ("returns.sweep", settings.sweep_interval_s),
+                ("shopify.maintain", settings.maintain_interval_s),
+                ("reconcile.expire_waiting", settings.horizon_interval_s),
+                ("reconcile.drift_check", settings.drift_interval_s),
+                ("reconcile.retention", settings.retention_interval_s),
+            )
         },
     }
+
+
+def _expires(interval_s: float) -> float:
+    """A beat task's message is dropped unrun once the next one is nearly due: after a broker or
+    worker outage the backlog holds at most one run of each task, not one per missed period."""
+    return round(0.8 * float(interval_s), 3)

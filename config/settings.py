@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import tempfile
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import Any, get_type_hints
@@ -23,9 +24,25 @@ LOCAL_FLOWER_AUTH = "operator:local-flower-password"
 LOCAL_TOKEN_KEY = base64.urlsafe_b64encode(b"returnsync-local-token-key-32byt").decode()
 LOCAL_CLIENT_ID = "returnsync-local"
 LOCAL_CLIENT_SECRET = "shpss_local_demo_secret_do_not_use_in_production"
+LOCAL_METRICS_AUTH = "prometheus:local-metrics-password"
+LOCAL_OPS_PASSWORD = "local-ops-password"
+LOCAL_OPS_USER = "operator:" + LOCAL_OPS_PASSWORD
+LOCAL_WEB_SECRET_KEY = "returnsync-local-web-secret-key-do-not-use-in-production"
 LOCAL_SECRETS = frozenset(
-    {LOCAL_INGEST_SECRET, LOCAL_STATUS_TOKEN, LOCAL_FLOWER_AUTH, LOCAL_TOKEN_KEY, LOCAL_CLIENT_SECRET}
+    {
+        LOCAL_INGEST_SECRET,
+        LOCAL_STATUS_TOKEN,
+        LOCAL_FLOWER_AUTH,
+        LOCAL_TOKEN_KEY,
+        LOCAL_CLIENT_SECRET,
+        LOCAL_METRICS_AUTH,
+        LOCAL_OPS_USER,
+        LOCAL_OPS_PASSWORD,
+        LOCAL_WEB_SECRET_KEY,
+    }
 )
+# Per user, so two users of one machine never write into each other's metrics files.
+DEFAULT_METRICS_DIR = os.path.join(tempfile.gettempdir(), f"returnsync-metrics-{os.getuid()}")
 REQUIRED_SCOPES = ("read_orders", "write_orders", "read_returns", "write_returns")
 
 
@@ -38,6 +55,9 @@ class Settings:
     # Postgres is the source of truth; Redis only carries doorbells for the workers.
     database_url: str = "postgresql://postgres@127.0.0.1:5432/returnsync"
     database_pool_max: int = 10
+    # Where the relay LISTENs for new work: a session of its own, so it must reach Postgres itself
+    # (or a session-pooled PgBouncer), not a transaction pool. Empty: DATABASE_URL.
+    database_listen_url: str = ""
     redis_url: str = "redis://127.0.0.1:6379/0"
 
     # Ingest endpoint (INGEST.md). Several secrets are accepted at once, for rotation.
@@ -82,6 +102,27 @@ class Settings:
     sweep_interval_s: int = 30
     sweep_after_s: int = 60
     order_lock_retry_s: float = 1.0
+    # The per-order lease (workers/locking.py): a worker that died holding an order delays that
+    # order by at most this long. At least twice a Shopify request's connect + read timeout, so a
+    # lease renewed right before a request outlives it (checked when settings are read).
+    order_lease_ttl_s: float = 60.0
+
+    # The shop's shared API budget (workers/budget.py): a worker waits for the bucket in place up
+    # to this long per request; a longer wait hands the order back (it comes back when the points
+    # are there) so the worker serves other shops meanwhile. Until Shopify's first answer tells
+    # the real figures, a shop is assumed to have this bucket (Shopify's Standard plan).
+    shopify_budget_max_wait_s: float = 1.0
+    shopify_default_bucket: float = 2000.0
+    shopify_default_restore_rate: float = 100.0
+
+    # Fair dispatch (workers/dispatch.py): at most this many runs handed to the workers at once,
+    # and at most this many of one shop (so one shop's backlog leaves the rest of the fleet to the
+    # others). Set the first to the fleet's total concurrency (`make run`: one worker of 100), not
+    # more: a gevent worker holding as many messages as it has greenlets fetches the next one only
+    # on its consumer's next 2 s poll (Celery's synloop), and the message waits in its prefetch
+    # instead of going to an idle worker.
+    dispatch_max_in_flight: int = 100
+    dispatch_shop_max_in_flight: int = 8
 
     # returnsync as a Shopify app (APP-AUTH.md). The first client secret is the current one (token
     # requests); every listed one verifies callbacks and webhooks while a secret rotates.
@@ -101,6 +142,34 @@ class Settings:
     refresh_idle_within_s: int = 30 * 24 * 3600
     maintain_interval_s: int = 60
 
+    # Reconciliation on beat (tasks/reconcile.py). Every beat task's message expires after 80 %
+    # of its interval (config/celery.py), so runs missed while no worker listened do not pile up.
+    # One scheduler at a time (RedBeat's lock in Redis): the active beat renews its lock every
+    # BEAT_MAX_LOOP_S at most; a standby beat takes over this long after the active one died
+    # without releasing it (a clean stop releases it at once). Must exceed a few loops.
+    beat_lock_timeout_s: int = 30
+    # How long the beat sleeps at most between looks at its schedule, and how often a standby
+    # asks for the lock.
+    beat_max_loop_s: int = 5
+    # The waiting backoff: a waiting return is looked at again after the time it has waited so
+    # far (WAITING_RETRY_S at first, so 5, 10, 20, 40 min...), never less often than this.
+    waiting_retry_cap_s: int = 6 * 3600
+    # How often the beat fails returns waiting beyond their shop's horizon, and how many per run.
+    horizon_interval_s: int = 300
+    horizon_batch: int = 100
+    # The drift check: returns the sync changed within DRIFT_WINDOW_S are compared with Shopify,
+    # each at most once per DRIFT_RECHECK_S (and again after each change), DRIFT_BATCH per run.
+    drift_interval_s: int = 600
+    drift_window_s: int = 48 * 3600
+    drift_recheck_s: int = 3600
+    drift_batch: int = 50
+    # Retention: event bodies of finished returns are cut to the redacted minimum, and the call
+    # log, finished attempts, beat runs and resolved drifts deleted, once older than this;
+    # RETENTION_BATCH rows of each kind per run (the next run continues).
+    retention_age_s: int = 90 * 24 * 3600
+    retention_interval_s: int = 3600
+    retention_batch: int = 1000
+
     # Shop access tokens are encrypted at rest with these Fernet keys (the first encrypts; all of
     # them decrypt, so a key can rotate in: put the new one first, re-encrypt, drop the old one).
     token_encryption_keys: tuple[str, ...] = (LOCAL_TOKEN_KEY,)
@@ -114,7 +183,32 @@ class Settings:
     flower_host: str = "127.0.0.1"
     flower_port: int = 5555
 
+    # Prometheus (workers/metrics.py) in multiprocess mode: every process of one machine (gunicorn
+    # workers, Celery's prefork children) writes its series to files in this directory and GET
+    # /metrics adds them up. The field is prometheus-client's own variable, so the library and our
+    # settings can never disagree; config/prometheus.py exports the default into the environment
+    # before the library is used. One directory per machine (or container): emptied when the whole
+    # system starts (`make run` does), never shared across pid namespaces.
+    prometheus_multiproc_dir: str = DEFAULT_METRICS_DIR
+    # GET /metrics answers only with this basic auth, "user:password" (Prometheus' basic_auth):
+    # the series name every shop and its backlog.
+    metrics_basic_auth: str = LOCAL_METRICS_AUTH
+
+    # The operators' page (/ops, web/ops/): its own logins, "name:password" pairs (comma- or
+    # space-separated, so a password holds neither), never the status API's token: an operator
+    # can retry and reset what the producer may only read.
+    ops_users: tuple[str, ...] = (LOCAL_OPS_USER,)
+    # Signs the web process's session cookie (the ops login and its CSRF token): whoever knows it
+    # can forge a login, so it is a secret of its own, 32+ characters in production.
+    web_secret_key: str = LOCAL_WEB_SECRET_KEY
+    # An ops login lasts this long from the moment of logging in, then the operator logs in again
+    # (a cookie copied off a machine stops working by itself).
+    ops_session_ttl_s: int = 8 * 3600
+
     log_level: str = "INFO"
+    # "json" (one object per line, for a log shipper) or "text" (for a developer's terminal); empty
+    # means json in production and text in the local mode (config/logging.py).
+    log_format: str = ""
 
 
 def _convert(raw: str, kind: object) -> object:
@@ -139,7 +233,15 @@ def get_settings() -> Settings:
         raw = os.environ.get(field.name.upper())
         if raw is not None and raw != "":
             values[field.name] = _convert(raw, hints[field.name])
-    return Settings(**values)
+    settings = Settings(**values)
+    request_s = settings.shopify_connect_timeout_s + settings.shopify_read_timeout_s
+    if settings.order_lease_ttl_s < 2 * request_s:
+        raise ValueError(
+            "ORDER_LEASE_TTL_S must be at least twice SHOPIFY_CONNECT_TIMEOUT_S + SHOPIFY_READ_TIMEOUT_S"
+            f" ({settings.order_lease_ttl_s} < 2 * ({settings.shopify_connect_timeout_s}"
+            f" + {settings.shopify_read_timeout_s}))"
+        )
+    return settings
 
 
 # Standard Webhooks: a secret is "whsec_" + base64 of 24 to 64 key bytes.
@@ -191,6 +293,25 @@ def unsafe_settings(settings: Settings) -> list[str]:
         problems.append(
             f"FLOWER_BASIC_AUTH must be user:password with a password of {_MIN_PASSWORD_CHARS}+ characters"
         )
+    user, _, password = settings.metrics_basic_auth.partition(":")
+    if secret("METRICS_BASIC_AUTH", settings.metrics_basic_auth) and (
+        not user or len(password) < _MIN_PASSWORD_CHARS
+    ):
+        problems.append(
+            f"METRICS_BASIC_AUTH must be user:password with a password of {_MIN_PASSWORD_CHARS}+ characters"
+        )
+    secret("WEB_SECRET_KEY", settings.web_secret_key, _MIN_TOKEN_CHARS)
+    if not settings.ops_users:
+        problems.append("OPS_USERS is not set")
+    for number, pair in enumerate(settings.ops_users, 1):
+        user, _, password = pair.partition(":")
+        if not secret(f"OPS_USERS #{number}", pair):
+            continue
+        if not user or len(password) < _MIN_PASSWORD_CHARS:
+            rule = f"name:password, a password of {_MIN_PASSWORD_CHARS}+ characters"
+            problems.append(f"OPS_USERS #{number} must be {rule}")
+        elif password in LOCAL_SECRETS:
+            problems.append(f"OPS_USERS #{number} has the repository's local password; set one of your own")
     if not settings.shopify_client_id or settings.shopify_client_id == LOCAL_CLIENT_ID:
         problems.append("SHOPIFY_CLIENT_ID is not set to the app's client id")
     if not settings.shopify_client_secrets:

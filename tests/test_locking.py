@@ -1,5 +1,5 @@
-"""The per-order lock: exclusive across threads and processes, released when its holder dies,
-and fenced so a holder that lost it cannot write."""
+"""The per-order lease: exclusive across threads and processes, taken over once a dead holder's
+lease expires, and fenced so a holder that lost it can neither write nor reach Shopify."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -61,8 +62,17 @@ def test_a_second_holder_is_refused_until_the_first_releases(order_id: int):
     second.release()
 
 
-def test_a_killed_process_releases_the_lock_at_once(order_id: int):
-    # Given another process holds the order's lock
+def _expire(order_id: int) -> None:
+    """What the passing of a lease's TTL does, without waiting for it."""
+    with transaction() as cur:
+        cur.execute(
+            "UPDATE order_leases SET expires_at = now() - interval '1 second' WHERE order_id = %s",
+            (order_id,),
+        )
+
+
+def test_a_killed_holder_is_taken_over_once_its_lease_expires(order_id: int):
+    # Given another process holds the order's lease for 3 s and dies without releasing it
     key = order_key("lock-test.myshopify.com", "gid://shopify/Order/1", order_id)
     holder = subprocess.Popen(
         [
@@ -71,7 +81,7 @@ def test_a_killed_process_releases_the_lock_at_once(order_id: int):
             textwrap.dedent(f"""
             import sys, time
             from workers.locking import try_lock_order
-            lock = try_lock_order({key!r}, {order_id})
+            lock = try_lock_order({key!r}, {order_id}, ttl_s=3)
             print("held" if lock else "busy", flush=True)
             time.sleep(300)
         """),
@@ -83,21 +93,63 @@ def test_a_killed_process_releases_the_lock_at_once(order_id: int):
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        assert try_lock_order(key, order_id) is None
-        # When it dies without releasing anything
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=10)
     finally:
         if holder.poll() is None:
             holder.kill()
-    # Then the server has ended its session and the lock is free
+    # Then the order stays locked while the lease runs...
+    assert try_lock_order(key, order_id) is None
+    # ...and is free once it has run out (Postgres' clock decides; poll past the 3 s)
     lock = None
-    for _ in range(50):  # the server notices the closed socket right away; allow it a moment
+    for _ in range(100):
         lock = try_lock_order(key, order_id)
         if lock is not None:
             break
+        time.sleep(0.1)
     assert lock is not None
     lock.release()
+
+
+def test_a_holder_that_renews_keeps_its_lease(order_id: int):
+    key = order_key("lock-test.myshopify.com", "gid://shopify/Order/1", order_id)
+    lock = try_lock_order(key, order_id, ttl_s=30)
+    assert lock is not None
+    with transaction() as cur:  # the lease is about to run out...
+        cur.execute("UPDATE order_leases SET expires_at = now() + interval '1 second'")
+    lock.guard(mutation=True)  # ...when the holder sends a mutation, which renews it
+    with transaction() as cur:
+        cur.execute("SELECT expires_at - now() AS left FROM order_leases WHERE key = %s", (key,))
+        assert cur.fetchone()["left"].total_seconds() > 20
+    lock.release()
+
+
+def test_reads_renew_only_once_a_third_of_the_lease_has_passed(order_id: int):
+    key = "lock-test.myshopify.com:gid://shopify/Order/1"
+    lock = try_lock_order(key, order_id, ttl_s=30)
+    assert lock is not None
+    _expire(order_id)
+    other = try_lock_order(key, order_id)  # taken over behind its back; only a renewal can notice
+    assert other is not None
+    lock.guard(mutation=False)  # a fresh lease: a read goes ahead without a round trip
+    lock._renewed_at -= 11
+    with pytest.raises(LostLock, match="expired"):
+        lock.guard(mutation=False)
+    other.release()
+
+
+def test_a_lease_is_held_without_holding_a_postgres_connection(order_id: int):
+    with transaction() as cur:
+        cur.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database()")
+        before = cur.fetchone()["n"]
+    locks = [try_lock_order(f"lock-test.myshopify.com:key-{n}", order_id) for n in range(20)]
+    assert all(locks)
+    with transaction() as cur:
+        cur.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database()")
+        assert cur.fetchone()["n"] <= before + 1
+    for lock in locks:
+        assert lock is not None
+        lock.release()
 
 
 def test_a_holder_whose_lock_was_taken_over_cannot_write(order_id: int):
@@ -140,19 +192,39 @@ def test_a_second_key_on_the_same_session_can_be_refused(order_id: int):
     lock.release()
 
 
-def test_a_holder_learns_it_lost_the_lock_before_its_next_shopify_mutation(order_id: int):
-    # Given a holder whose session the server terminated (what a Postgres restart does)
-    lock = try_lock_order("lock-test.myshopify.com:gid://shopify/Order/1", order_id)
+def test_a_holder_whose_lease_expired_and_was_taken_cannot_send_a_mutation(order_id: int):
+    # Given a holder that stalled past its lease, and another worker that took the order over
+    key = "lock-test.myshopify.com:gid://shopify/Order/1"
+    lock = try_lock_order(key, order_id)
     assert lock is not None
     lock.check()  # still the owner: no error
-    with lock._conn.cursor() as cur:
-        cur.execute("SELECT pg_backend_pid()")
-        backend = cur.fetchone()[0]
-    with transaction() as cur:
-        cur.execute("SELECT pg_terminate_backend(%s)", (backend,))
-    # When it checks before sending a mutation, Then it is told it lost the lock
+    _expire(order_id)
+    other = try_lock_order(key, order_id)
+    assert other is not None
+    # When the stalled one checks before sending a mutation, Then it is told it lost the lock
     with pytest.raises(LostLock):
-        lock.check()
+        lock.guard(mutation=True)
+    # and its release does not free the new holder's lease
+    lock.release()
+    assert try_lock_order(key, order_id) is None
+    other.release()
+
+
+def test_a_holder_that_cannot_reach_postgres_does_not_send(order_id: int, monkeypatch: pytest.MonkeyPatch):
+    import psycopg2
+
+    import workers.locking as locking
+
+    lock = try_lock_order("lock-test.myshopify.com:gid://shopify/Order/1", order_id)
+    assert lock is not None
+
+    def unreachable(*args: object) -> None:
+        raise psycopg2.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(locking, "single_statement", unreachable)
+    with pytest.raises(LostLock, match="cannot renew"):
+        lock.guard(mutation=True)
+    monkeypatch.undo()
     lock.release()
 
 

@@ -17,7 +17,15 @@ import requests
 from cryptography.fernet import Fernet
 
 from config import Settings, unsafe_settings
-from config.settings import LOCAL_FLOWER_AUTH, LOCAL_INGEST_SECRET, LOCAL_STATUS_TOKEN
+from config.settings import (
+    LOCAL_FLOWER_AUTH,
+    LOCAL_INGEST_SECRET,
+    LOCAL_METRICS_AUTH,
+    LOCAL_OPS_PASSWORD,
+    LOCAL_OPS_USER,
+    LOCAL_STATUS_TOKEN,
+    LOCAL_WEB_SECRET_KEY,
+)
 from tests.support.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +39,9 @@ def production_secrets() -> dict[str, str]:
         "INGEST_SECRETS": "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
         "STATUS_API_TOKEN": secrets.token_urlsafe(32),
         "FLOWER_BASIC_AUTH": "ops:" + secrets.token_urlsafe(24),
+        "METRICS_BASIC_AUTH": "prometheus:" + secrets.token_urlsafe(24),
+        "OPS_USERS": "alice:" + secrets.token_urlsafe(24),
+        "WEB_SECRET_KEY": secrets.token_urlsafe(48),
         "TOKEN_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
         "SHOPIFY_CLIENT_ID": "8f2c0d1e",
         "SHOPIFY_CLIENT_SECRETS": "shpss_" + secrets.token_hex(16),
@@ -41,7 +52,7 @@ def production_secrets() -> dict[str, str]:
 def settings(**values: object) -> Settings:
     env = {key.lower(): value for key, value in production_secrets().items()}
     env.update(values)
-    for plural in ("ingest_secrets", "token_encryption_keys", "shopify_client_secrets"):
+    for plural in ("ingest_secrets", "token_encryption_keys", "shopify_client_secrets", "ops_users"):
         if isinstance(env[plural], str):
             env[plural] = (env[plural],)
     return Settings(**env)  # type: ignore[arg-type]
@@ -54,6 +65,9 @@ def test_the_local_mode_accepts_the_repositorys_secrets_and_production_does_not(
         "INGEST_SECRETS #1 is the repository's local value; set one of your own",
         "STATUS_API_TOKEN is the repository's local value; set one of your own",
         "FLOWER_BASIC_AUTH is the repository's local value; set one of your own",
+        "METRICS_BASIC_AUTH is the repository's local value; set one of your own",
+        "WEB_SECRET_KEY is the repository's local value; set one of your own",
+        "OPS_USERS #1 is the repository's local value; set one of your own",
         "SHOPIFY_CLIENT_ID is not set to the app's client id",
         "SHOPIFY_CLIENT_SECRETS #1 is the repository's local value; set one of your own",
         "APP_URL must be the app's public https:// URL (Shopify calls it)",
@@ -78,6 +92,18 @@ def test_the_local_mode_accepts_the_repositorys_secrets_and_production_does_not(
         ({"status_api_token": "short"}, "STATUS_API_TOKEN is shorter than 32"),
         ({"flower_basic_auth": LOCAL_FLOWER_AUTH}, "FLOWER_BASIC_AUTH is the repository's local value"),
         ({"flower_basic_auth": "ops:short"}, "password of 16+"),
+        ({"metrics_basic_auth": LOCAL_METRICS_AUTH}, "METRICS_BASIC_AUTH is the repository's local value"),
+        ({"metrics_basic_auth": "prometheus:short"}, "METRICS_BASIC_AUTH must be user:password"),
+        ({"metrics_basic_auth": ":" + "p" * 20}, "METRICS_BASIC_AUTH must be user:password"),
+        ({"metrics_basic_auth": ""}, "METRICS_BASIC_AUTH is not set"),
+        ({"web_secret_key": LOCAL_WEB_SECRET_KEY}, "WEB_SECRET_KEY is the repository's local value"),
+        ({"web_secret_key": "short"}, "WEB_SECRET_KEY is shorter than 32"),
+        ({"web_secret_key": ""}, "WEB_SECRET_KEY is not set"),
+        ({"ops_users": ()}, "OPS_USERS is not set"),
+        ({"ops_users": (LOCAL_OPS_USER,)}, "OPS_USERS #1 is the repository's local value"),
+        ({"ops_users": ("admin:" + LOCAL_OPS_PASSWORD,)}, "OPS_USERS #1 has the repository's local password"),
+        ({"ops_users": ("alice:" + "p" * 20, "bob:short")}, "OPS_USERS #2 must be name:password"),
+        ({"ops_users": (":" + "p" * 20,)}, "OPS_USERS #1 must be name:password"),
         ({"token_encryption_keys": ("not a fernet key",)}, "is not a Fernet key"),
         ({"returnsync_env": "staging"}, "RETURNSYNC_ENV must be local or production"),
         ({"shopify_client_secrets": ("short",)}, "SHOPIFY_CLIENT_SECRETS #1 is shorter than 16"),

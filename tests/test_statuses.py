@@ -9,10 +9,12 @@ import pytest
 
 from workers.statuses import (
     CallOutcome,
+    Category,
     EventStatus,
     EventType,
     ReturnState,
     RunOutcome,
+    Severity,
     ShopifyStatus,
     SyncState,
 )
@@ -26,6 +28,8 @@ MIRRORS = [
     ("returns", "shopify_status", ShopifyStatus),
     ("attempts", "outcome", RunOutcome),
     ("shopify_calls", "outcome", CallOutcome),
+    ("returns", "category", Category),
+    ("problems", "severity", Severity),
 ]
 
 

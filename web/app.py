@@ -15,7 +15,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from config import get_settings
-from web import ingest, shopify_app, status
+from web import ingest, metrics, ops, shopify_app, status
 from web.openapi import build_spec
 from web.responses import error, json_response, unavailable
 from web.signatures import Verifier
@@ -54,6 +54,10 @@ def create_app() -> Flask:
     app.add_url_rule("/shopify/webhooks", "shopify_webhooks", shopify_app.receive_webhook, methods=["POST"])
     app.add_url_rule("/healthz", "healthz", healthz, methods=["GET"])
     app.add_url_rule("/readyz", "readyz", readyz, methods=["GET"])
+    # Operators' Prometheus: its own credentials (METRICS_BASIC_AUTH), never the producer's.
+    metrics.register(app)
+    # Operators' pages under /ops: their own logins (OPS_USERS), a signed session, CSRF tokens.
+    ops.register(app)
 
     spec_json = build_spec().to_dict()
     app.add_url_rule("/openapi.json", "openapi", lambda: json_response(spec_json, 200), methods=["GET"])

@@ -13,10 +13,11 @@ from typing import Any
 
 from flask import Response, current_app, request
 
-from config import get_settings
+from config import get_settings, logcontext
 from web.body import BadBody, SlowBody, is_json, parse_body, read_limited
 from web.responses import error, json_response, unavailable
 from web.signatures import SIGNATURE_HEADERS, SignatureError, Verifier
+from workers import metrics
 from workers.events import InvalidEvent, ReturnEvent, load_event
 from workers.store import inbox
 from workers.store.db import DatabaseUnavailable
@@ -70,6 +71,11 @@ def receive_event() -> Response:
         event = load_event(body)
     except InvalidEvent as exc:
         return json_response({"errors": exc.errors}, 422)
+    with logcontext.bind(event_id=event.id, shop=event.shop):
+        return _store(event, body)
+
+
+def _store(event: ReturnEvent, body: dict[str, Any]) -> Response:
     try:
         result = _record_with_one_retry(event, body)
     except DatabaseUnavailable as exc:
@@ -81,6 +87,7 @@ def receive_event() -> Response:
     if result.status is RecordStatus.CONFLICT:
         return error(409, f"event {event.id} was already stored with different content")
     if result.status is RecordStatus.ACCEPTED:
+        metrics.event_accepted(event.shop, event.type)
         log.info("event %s accepted for %s (order row %s)", event.id, event.shop, result.order_id)
         return json_response({"id": event.id, "status": "accepted"}, 202)
     # A duplicate: the producer retried. If the event is still open, record_event re-armed its

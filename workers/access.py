@@ -15,8 +15,10 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
+from workers import metrics
 from workers.shopify import oauth
 from workers.shopify.errors import ShopifyUnavailable, Unauthorized
+from workers.statuses import Category
 from workers.store import shops
 from workers.store.shops import Shop, ShopStatus, TokenKind, TokenPair
 
@@ -26,9 +28,10 @@ log = logging.getLogger(__name__)
 class AccessLost(Exception):
     """The shop has no usable access until it is (re)installed; ``detail`` says so, with the link."""
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, category: Category = Category.ACCESS_REFUSED) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.category = category
 
 
 def lost_detail(shop: Shop, why: str) -> str:
@@ -38,7 +41,7 @@ def lost_detail(shop: Shop, why: str) -> str:
 def check_installed(shop: Shop) -> None:
     """Refuse to call Shopify for a shop that has no access (``AccessLost``)."""
     if shop.status is ShopStatus.UNINSTALLED or shop.access_token is None:
-        raise AccessLost(lost_detail(shop, "app uninstalled"))
+        raise AccessLost(lost_detail(shop, "app uninstalled"), Category.APP_UNINSTALLED)
     if shop.status is ShopStatus.NEEDS_REINSTALL:
         why = shop.status_detail or "access refused"
         raise AccessLost(lost_detail(shop, f"shop needs reinstall ({why})"))
@@ -55,6 +58,20 @@ def _pair(grant: oauth.TokenGrant) -> TokenPair:
 
 
 def _obtain(shop: Shop, refresh_token: str | None) -> TokenPair:
+    """Ask Shopify for a new pair (under the shop's row lock: one request per expiry)."""
+    try:
+        pair = _request_pair(shop, refresh_token)
+    except oauth.TokenRefused:
+        metrics.token_refresh(shop.domain, "refused")
+        raise
+    except oauth.TokenUnavailable:
+        metrics.token_refresh(shop.domain, "unavailable")
+        raise
+    metrics.token_refresh(shop.domain, "refreshed")
+    return pair
+
+
+def _request_pair(shop: Shop, refresh_token: str | None) -> TokenPair:
     if shop.token_kind is TokenKind.EXPIRING:
         if refresh_token is None:
             raise oauth.TokenRefused("no refresh token stored", 0)

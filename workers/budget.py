@@ -27,12 +27,23 @@ Design:
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import RedisError
+
+from config import get_settings
+from workers import metrics
+from workers.redis_state import get_redis
+from workers.shopify.errors import CostTooHigh, Throttled
+
+log = logging.getLogger(__name__)
 
 # Idle shops vanish after this; long enough that the maximum and restore rate learned from Shopify
 # survive a quiet night, since a missing key falls back to the (possibly smaller) defaults.
@@ -274,3 +285,144 @@ def _reported(status: Mapping[str, Any], field: str) -> float | None:
 def _state_of(figures: Any) -> BudgetState:
     maximum, available, rate = (float(x) for x in figures)
     return BudgetState(maximum=maximum, available=available, restore_rate=rate)
+
+
+class CostBook:
+    """The requested cost of each kind of request, as Shopify last reported it.
+
+    Shopify computes a request's requested cost from the document and its variables before running
+    it, so the same operation with the same page sizes costs the same every time: one answer
+    teaches this process the figure, and until then ``fallback`` stands in. Per process, since a
+    wrong first guess costs at most one THROTTLED answer or a short wait.
+    """
+
+    def __init__(self) -> None:
+        self._costs: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def known(self, key: str) -> float | None:
+        with self._lock:
+            return self._costs.get(key)
+
+    def learn(self, key: str, requested: float | None) -> None:
+        if requested is not None and _finite(requested) and requested >= 0:
+            with self._lock:
+                self._costs[key] = float(requested)
+
+
+COSTS = CostBook()
+
+PROBE_INTERVAL_S = 60.0
+_probes: dict[str, float] = {}
+_probes_lock = threading.Lock()
+
+
+class BudgetGate:
+    """What a Shopify client asks the shop's shared budget before each request, and tells it after.
+
+    ``take`` reserves the request's expected cost. A short wait for the bucket (up to
+    ``max_wait_s``) is slept in place, since handing the order back and picking it up again costs
+    more than that; a longer one is handed back to the caller as ``Throttled`` (the run ends, its
+    order comes back when the points are there, and its worker serves other shops meanwhile). A
+    cost the bucket can never hold raises ``CostTooHigh``. Redis being away only costs the mirror:
+    the request goes out unmetered and Shopify's own THROTTLED answers remain the backstop.
+    """
+
+    def __init__(
+        self,
+        budget: ShopBudget,
+        *,
+        max_wait_s: float,
+        sleep: Callable[[float], None] = time.sleep,
+        costs: CostBook = COSTS,
+    ) -> None:
+        self.budget = budget
+        self.max_wait_s = max_wait_s
+        self.costs = costs
+        self._sleep = sleep
+
+    def take(self, key: str, operation: str, fallback: float) -> float:
+        """Reserve the cost of one request; returns what was taken (0.0 when unmetered)."""
+        known = self.costs.known(key)
+        cost = fallback if known is None else known
+        waited = 0.0
+        while True:
+            try:
+                grant = self.budget.take(cost)
+            except RedisError as exc:
+                _unmetered(self.budget.shop, exc)
+                return 0.0
+            if grant.granted:
+                return cost
+            if math.isinf(grant.wait_s):
+                if grant.state.maximum <= 0 or (known is not None and not self._probe_due(key)):
+                    raise CostTooHigh(operation, cost, grant.state.maximum)
+                # Only a guess was too big, or the shop's bucket may have grown since it was last
+                # reported (a plan upgrade): send it as the bucket's size and let the answer tell.
+                cost = grant.state.maximum
+                continue
+            metrics.throttle_wait(self.budget.shop)
+            if waited + grant.wait_s > self.max_wait_s:
+                raise Throttled(grant.wait_s)
+            self._sleep(grant.wait_s)
+            waited += grant.wait_s
+
+    def _probe_due(self, key: str) -> bool:
+        """Once a minute per shop and request, a cost the mirror says can never fit is sent
+        anyway, so a bucket that grew is noticed (the mirror only learns from answers)."""
+        probe = f"{self.budget.shop} {key}"
+        now = time.monotonic()
+        with _probes_lock:
+            if now - _probes.get(probe, -math.inf) < PROBE_INTERVAL_S:
+                return False
+            _probes[probe] = now
+        return True
+
+    def settle(
+        self, key: str, taken: float, cost: Mapping[str, Any] | None, *, throttled: bool = False
+    ) -> None:
+        """After an answer: what it really cost, and Shopify's view of the bucket."""
+        figures = cost or {}
+        self.costs.learn(key, _reported(figures, "requestedQueryCost"))
+        status = figures.get("throttleStatus")
+        try:
+            self.budget.settle(
+                taken,
+                None if throttled else _reported(figures, "actualQueryCost"),
+                status if isinstance(status, Mapping) else None,
+                throttled=throttled,
+            )
+        except RedisError as exc:
+            _unmetered(self.budget.shop, exc)
+
+    def give_back(self, taken: float) -> None:
+        """The request was certainly not executed (never sent, 429, 401)."""
+        if taken <= 0:
+            return
+        try:
+            self.budget.give_back(taken)
+        except RedisError as exc:
+            _unmetered(self.budget.shop, exc)
+
+
+_last_warning = 0.0
+
+
+def _unmetered(shop: str, exc: BaseException) -> None:
+    global _last_warning
+    now = time.monotonic()
+    if now - _last_warning > 60:  # one line a minute, not one per request
+        _last_warning = now
+        log.warning("shop budget unavailable (%s); calling %s unmetered", type(exc).__name__, shop)
+
+
+def gate_for(shop_domain: str) -> BudgetGate:
+    """The budget gate of one shop, on the process's Redis client and the settings' defaults."""
+    settings = get_settings()
+    budget = ShopBudget(
+        get_redis(),
+        shop_domain,
+        default_maximum=settings.shopify_default_bucket,
+        default_restore_rate=settings.shopify_default_restore_rate,
+    )
+    return BudgetGate(budget, max_wait_s=settings.shopify_budget_max_wait_s)

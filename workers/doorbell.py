@@ -1,10 +1,13 @@
-"""The doorbell: tell the workers an order has work, by publishing ``returns.apply_order(order_id)``.
+"""The doorbell: tell the workers an order has work, fairly across shops.
 
-Postgres holds the work; a message in Redis only says "look at this order". Losing one costs a
-delay (the beat sweep re-rings from Postgres), never an event. The message is sent by the task's
-stable name through a producer-only Celery app built from the same settings as the workers'
-(``config.celery``), so the relay and the sweep ring the same bell without importing the task
-layer. Nothing on ingest's request path rings it: ingest only commits (``workers.store.outbox``).
+Postgres holds the work; Redis only says "look at this order". Ringing puts the order in its shop's
+ready set of the fair dispatcher (``workers.dispatch``); the dispatcher hands ready orders to the
+workers as ``returns.apply_order(order_id)`` messages, taking turns between shops, never more than
+the workers can run. Losing Redis costs a delay (the beat sweep re-rings from Postgres), never an
+event. Messages are sent by the task's stable name through a producer-only Celery app built from the
+same settings as the workers' (``config.celery``), so the relay, the sweep and the workers ring the
+same bell without importing the task layer. Nothing on ingest's request path rings it: ingest only
+commits (``workers.store.outbox``) and the relay rings.
 """
 
 from __future__ import annotations
@@ -14,10 +17,14 @@ import os
 import threading
 
 from celery import Celery
+from redis.exceptions import RedisError
 
 from config import get_settings
 from config.celery import celery_config
+from workers.dispatch import Dispatcher
+from workers.redis_state import get_redis
 from workers.store import outbox
+from workers.store.db import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +47,17 @@ def _app() -> Celery:
     return _producer
 
 
+def dispatcher() -> Dispatcher:
+    settings = get_settings()
+    return Dispatcher(
+        get_redis(),
+        max_in_flight=settings.dispatch_max_in_flight,
+        shop_max_in_flight=settings.dispatch_shop_max_in_flight,
+        # Longer than a task may run, and than its message may wait behind a full fleet.
+        in_flight_ttl_s=2.0 * (settings.task_deadline_s + 30),
+    )
+
+
 def publish(order_id: int) -> bool:
     """Put one ``returns.apply_order(order_id)`` message on the queue. Never raises: False (and a
     log line) when Redis is unreachable."""
@@ -53,14 +71,56 @@ def publish(order_id: int) -> bool:
     return True
 
 
-def ring(order_id: int) -> bool:
-    """Ring the order's doorbell and mark all its open events rung; False when Redis is away, in
-    which case the sweep rings it later because its events keep ``enqueued_at`` unset or old."""
-    if not publish(order_id):
+def ring_only(order_id: int, shop_id: int, delay_s: float = 0.0) -> bool:
+    """Make the order ready (in ``delay_s``) without handing anything out yet; False when Redis is
+    away. Ringing an order that is already ready, or running, adds nothing."""
+    try:
+        dispatcher().ring(shop_id, order_id, delay_s)
+    except RedisError as exc:
+        log.warning("could not ring order %s: %s", order_id, type(exc).__name__)
         return False
+    return True
+
+
+def dispatch() -> float | None:
+    """Hand out what may run now; returns the seconds until more is due (None: nothing waits).
+    Never raises: Redis away means nothing can be handed out, and the relay tries again."""
+    try:
+        _, wake = dispatcher().drain(publish)
+    except RedisError as exc:
+        log.warning("could not dispatch: %s", type(exc).__name__)
+        return None
+    return wake
+
+
+def ring(order_id: int, shop_id: int | None = None, delay_s: float = 0.0) -> bool:
+    """Ring the order's doorbell, hand out what may run, and mark its open events rung; False
+    when Redis is away, in which case the sweep rings it later because its events keep
+    ``enqueued_at`` unset or old."""
+    shop = shop_id if shop_id is not None else outbox.shop_of(order_id)
+    if shop is None or not ring_only(order_id, shop, delay_s):
+        return False
+    dispatch()
     try:
         outbox.mark_enqueued(order_id)
     except Exception:
-        # The message is out; a missing mark only means the sweep may ring it once more.
+        # The order is rung; a missing mark only means the sweep may ring it once more.
         log.warning("rang order %s but could not mark its events", order_id, exc_info=True)
     return True
+
+
+def finished(order_id: int, again_in_s: float | None = None, *, pause_shop_s: float | None = None) -> None:
+    """A run of the order ended: free its place, bring it back in ``again_in_s`` if it must come
+    back (or at once if it was rung while running), pause its shop if Shopify's budget is spent,
+    and hand out the next work. Works with Postgres away (the dispatcher knows the order's shop);
+    Redis away: the sweep brings back what needs to come back."""
+    try:
+        shop = outbox.shop_of(order_id)
+    except DatabaseUnavailable:
+        shop = None
+    try:
+        dispatcher().finish(order_id, shop, again_in_s, pause_shop_s=pause_shop_s)
+    except RedisError as exc:
+        log.warning("could not finish order %s in the dispatcher: %s", order_id, type(exc).__name__)
+        return
+    dispatch()

@@ -1,18 +1,22 @@
-"""The relay: ring the workers' doorbell for what ingest (and an operator's repair) committed.
+"""The relay: ring the workers' doorbell for what ingest (and an operator's repair) committed, and
+hand out ready work as it comes due.
 
     python -m workers.relay        (the ``relay`` process of the Procfile; run one or several)
 
 Ingest only writes Postgres: an accepted event is an outbox entry (``enqueued_at`` NULL) and its
 transaction NOTIFYs ``workers.store.outbox.WORK_CHANNEL``. This process LISTENs, and on each
 notification (or every ``RELAY_POLL_S`` at the latest, in case one was missed) rings every order
-with unrung events and marks those events. So:
+with unrung events into the fair dispatcher (``workers.dispatch``), marks those events, and
+dispatches. It also wakes when the dispatcher says the next delayed run is due, so a run meant to
+come back in N seconds is handed out then. So:
 
 - a request never waits on Redis, and never pays for a publish: a slow, full or absent broker
   costs ingest nothing;
 - while Redis is unreachable the relay stops trying for a while (a circuit breaker with backoff,
   ``RELAY_BACKOFF_S`` doubling up to ``RELAY_BACKOFF_CAP_S``) and the events wait in Postgres;
-- several relays may run: they may ring an order twice, which the per-order lock makes harmless.
-  The beat sweep stays the safety net for anything a relay did not ring.
+- several relays may run: ringing an order twice adds nothing (one pending doorbell per order),
+  and the dispatcher's scripts are atomic. The beat sweep stays the safety net for anything a
+  relay did not ring.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import psycopg2
 import psycopg2.extensions
 
 from config import get_settings, require_safe
+from config import logging as log_config
 from workers import doorbell
 from workers.store import outbox
 from workers.store.db import DatabaseUnavailable
@@ -37,15 +42,16 @@ from workers.store.db import DatabaseUnavailable
 log = logging.getLogger("workers.relay")
 
 
-def relay_once(publish: Callable[[int], bool], limit: int = 500) -> tuple[int, bool]:
-    """Ring every order with unrung events once. Returns (orders rung, whether the broker took
-    every message); stops at the first refused publish, since the rest would fail the same way."""
+def relay_once(ring: Callable[[int, int], bool] = doorbell.ring_only, limit: int = 500) -> tuple[int, bool]:
+    """Ring every order with unrung events once (into the fair dispatcher; ``dispatch`` hands
+    them out). Returns (orders rung, whether Redis took every ring); stops at the first refusal,
+    since the rest would fail the same way."""
     rung = 0
-    for order_id, event_ids in outbox.unrung(limit).items():
-        if not publish(order_id):
+    for item in outbox.unrung(limit):
+        if not ring(item.order_id, item.shop_id):
             return rung, False
-        # Only the events seen before the publish: one committed since is rung next time.
-        outbox.mark_rung(event_ids)
+        # Only the events seen before the ring: one committed since is rung next time.
+        outbox.mark_rung(item.event_ids)
         rung += 1
     return rung, True
 
@@ -73,7 +79,8 @@ class Breaker:
 
 
 def _listen() -> psycopg2.extensions.connection:
-    conn = psycopg2.connect(get_settings().database_url, connect_timeout=3)
+    settings = get_settings()
+    conn = psycopg2.connect(settings.database_listen_url or settings.database_url, connect_timeout=3)
     conn.autocommit = True  # LISTEN takes effect at once and notifications arrive between commands
     with conn.cursor() as cur:
         cur.execute(f"LISTEN {outbox.WORK_CHANNEL}")
@@ -81,10 +88,16 @@ def _listen() -> psycopg2.extensions.connection:
 
 
 class Relay:
-    def __init__(self, publish: Callable[[int], bool] = doorbell.publish) -> None:
+    def __init__(
+        self,
+        ring: Callable[[int, int], bool] = doorbell.ring_only,
+        dispatch: Callable[[], float | None] = doorbell.dispatch,
+    ) -> None:
         settings = get_settings()
-        self.publish = publish
+        self.ring = ring
+        self.dispatch = dispatch
         self.poll_s = settings.relay_poll_s
+        self.wake_in: float | None = None  # when the dispatcher has something due next
         self.breaker = Breaker(settings.relay_backoff_s, settings.relay_backoff_cap_s)
         self.stopping = False
         self.conn: psycopg2.extensions.connection | None = None
@@ -105,6 +118,8 @@ class Relay:
             self.conn = _listen()
         now = time.monotonic()
         timeout = self.poll_s if self.breaker.allows(now) else max(0.0, self.breaker.open_until - now)
+        if self.wake_in is not None and self.breaker.allows(now):
+            timeout = min(timeout, self.wake_in)
         if select.select([self.conn], [], [], timeout)[0]:
             self.conn.poll()
             # One burst of commits is one round of ringing, however many notifications it sent.
@@ -114,14 +129,15 @@ class Relay:
         now = time.monotonic()
         if not self.breaker.allows(now):
             return
-        rung, healthy = relay_once(self.publish)
+        rung, healthy = relay_once(self.ring)
         if healthy:
+            self.wake_in = self.dispatch()
             if self.breaker.failures:
-                log.info("relay: the broker is back")
+                log.info("relay: Redis is back")
             self.breaker.succeeded()
         else:
             wait = self.breaker.failed(now)
-            log.warning("relay: broker unreachable after %d orders; trying again in %.1fs", rung, wait)
+            log.warning("relay: Redis unreachable after %d orders; trying again in %.1fs", rung, wait)
         if rung:
             log.info("relay: rang %d orders", rung)
 
@@ -137,7 +153,7 @@ class Relay:
 def main() -> int:
     settings = get_settings()
     require_safe(settings, "relay")
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_config.configure("relay")
     relay = Relay()
 
     def stop(signum: int, frame: FrameType | None) -> None:

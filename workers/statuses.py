@@ -144,6 +144,31 @@ class RunOutcome(StrEnum):
         return self in (RunOutcome.RETRY, RunOutcome.THROTTLED, RunOutcome.BUSY)
 
 
+class Category(StrEnum):
+    """Why a return is not synced: the stable codes of the error inbox (``returns.category``)."""
+
+    ORDER_NOT_FULFILLED = "order_not_fulfilled"  # waits for the merchant to fulfil
+    ORDER_NOT_FOUND = "order_not_found"  # Shopify does not know the order the event names
+    ITEM_ALREADY_RETURNED = "item_already_returned"  # the same item returned twice (FAQ check 3)
+    MISSING_SCOPES = "missing_scopes"  # the token lacks the returns scopes (FAQ check 1)
+    ACCESS_REFUSED = "access_refused"  # the token or its refresh was refused: reinstall
+    APP_UNINSTALLED = "app_uninstalled"
+    SHOPIFY_UNAVAILABLE = "shopify_unavailable"  # 5xx, timeouts: retried by the policy
+    BUDGET = "budget"  # the shop's API budget: not a failure, waits for the bucket
+    CONFLICT = "conflict"  # completed and cancelled both arrived, or Shopify's state moved
+    REJECTED = "rejected"  # Shopify refused the request for another reason
+    INVALID_EVENT = "invalid_event"  # a stored event no longer validates
+    INTERNAL_ERROR = "internal_error"  # an unexpected exception (a bug): retried, then failed
+    DRIFT = "drift"  # Shopify's state changed under us after the sync (reconciliation)
+    QUERY_TOO_COSTLY = "query_too_costly"  # a read the shop's bucket can never serve, even reshaped
+
+
+class Severity(StrEnum):
+    INFO = "info"  # expected to heal by itself (waiting for fulfilment, the budget)
+    WARNING = "warning"  # needs the merchant or is being retried
+    ERROR = "error"  # needs an operator: failed for good, rejected, a bug
+
+
 class CallOutcome(StrEnum):
     """How one HTTP exchange with Shopify ended (``shopify_calls.outcome``)."""
 

@@ -205,10 +205,12 @@ def test_a_token_expiring_in_a_backlog_is_refreshed_once_per_expiry_while_8_work
         for order_id in order_ids:
             assert publish(order_id)
         assert wait_until(lambda: set(statuses(domain).values()) == {"applied"}, 120)
-    # No event failed or waited for the token: every one was applied on the first run that got it
+    # No event failed or waited for the token: a run was applied, or found its order busy or done,
+    # or handed its order back while the shop's shared API budget refilled (eight runs at once
+    # ask for more than one bucket holds), never a failed attempt
     with transaction() as cur:
         cur.execute("SELECT DISTINCT outcome FROM attempts WHERE outcome IS NOT NULL")
-        assert {row["outcome"] for row in cur.fetchall()} <= {"applied", "busy", "idle"}
+        assert {row["outcome"] for row in cur.fetchall()} <= {"applied", "busy", "idle", "throttled"}
     # Each expiry brought exactly one refresh: never two workers refreshing the same pair (the
     # second would have presented the previous refresh token), however many were busy.
     refreshes = app_world.refreshes(domain)

@@ -157,18 +157,42 @@ def wait_until(check: Callable[[], bool], timeout_s: float, interval_s: float = 
     return check()
 
 
+def _spawn(argv: list[str], prefix: str) -> tuple[subprocess.Popen[bytes], Any]:
+    # A log file, not a pipe: a pipe nobody reads would fill up and stall the process.
+    log = tempfile.NamedTemporaryFile(prefix=prefix, suffix=".log", delete=False)  # noqa: SIM115
+    process = subprocess.Popen(
+        argv, cwd=ROOT, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    process.log_path = log.name  # type: ignore[attr-defined]
+    return process, log
+
+
+def _stop(process: subprocess.Popen[bytes], log: Any) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    log.close()
+    os.unlink(log.name)
+
+
 @contextmanager
 def worker_processes(concurrency: int) -> Iterator[subprocess.Popen[bytes]]:
-    """Real Celery worker processes (prefork) consuming the returns queue, with the test's
-    environment; their log goes to a file (a pipe nobody reads would fill up and stall them)."""
+    """A real Celery worker (the gevent pool, as the Procfile runs it: ``concurrency`` runs at once
+    in one process) consuming the returns queue, and beside it the relay, as in the Procfile: the
+    relay hands out runs that come due later (an order handed back while its shop's budget
+    refills, a busy order), so without it such a run would wait for the sweep."""
     celery = str(Path(sys.executable).with_name("celery"))
-    log = tempfile.NamedTemporaryFile(prefix="celery-worker-", suffix=".log", delete=False)  # noqa: SIM115
-    process = subprocess.Popen(
+    worker, worker_log = _spawn(
         [
             celery,
             "-A",
             "tasks.app",
             "worker",
+            "-P",
+            "gevent",
             "--concurrency",
             str(concurrency),
             "-l",
@@ -180,28 +204,18 @@ def worker_processes(concurrency: int) -> Iterator[subprocess.Popen[bytes]]:
             "-n",
             f"test-{uuid.uuid4().hex[:6]}@%h",
         ],
-        cwd=ROOT,
-        env=os.environ.copy(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        "celery-worker-",
     )
-    process.log_path = log.name  # type: ignore[attr-defined]
+    relay, relay_log = _spawn([sys.executable, "-m", "workers.relay"], "relay-")
     try:
-        yield process
+        yield worker
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-        log.close()
-        os.unlink(log.name)
+        _stop(relay, relay_log)
+        _stop(worker, worker_log)
 
 
 @pytest.fixture
 def celery_workers(database: str, redis_client: Any) -> Iterator[subprocess.Popen[bytes]]:
-    """Two real worker processes (prefork) consuming the returns queue, stopped after the test."""
-    with worker_processes(2) as process:
+    """A real worker running up to eight orders at once, stopped after the test."""
+    with worker_processes(8) as process:
         yield process

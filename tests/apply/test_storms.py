@@ -38,6 +38,18 @@ def _all_synced() -> bool:
         return cur.fetchone()["n"] == ORDERS
 
 
+def _unsynced() -> list[dict[str, Any]]:
+    """What did not converge, for the failure message."""
+    with transaction() as cur:
+        cur.execute(
+            "SELECT r.platform_return_id, r.sync, r.applied_state, r.detail, r.failures,"
+            " (SELECT string_agg(a.outcome || ': ' || coalesce(a.detail, ''), ' | ' ORDER BY a.id)"
+            "  FROM attempts a WHERE a.order_id = r.order_id) AS attempts"
+            " FROM returns r WHERE NOT (sync = 'synced' AND applied_state = 'completed')"
+        )
+        return [dict(row) for row in cur.fetchall()]
+
+
 def _one_closed_return_per_order(shop: ShopUnderTest, gids: list[str]) -> dict[str, Any]:
     returns = shop.shopify_returns()
     return {gid: sorted(r["status"] for r in returns if r["orderId"] == gid) for gid in gids}
@@ -51,10 +63,15 @@ def test_a_throttling_storm_slows_the_sync_but_loses_and_duplicates_nothing(
     # When ten lifecycles are queued at once to two worker processes
     gids = _send_lifecycles(shop)
     # Then all of them end synced (bounded wait), each order with one CLOSED return
-    assert wait_until(_all_synced, timeout_s=240, interval_s=0.5)
+    assert wait_until(_all_synced, timeout_s=240, interval_s=0.5), _unsynced()
     assert _one_closed_return_per_order(shop, gids) == {gid: ["CLOSED"] for gid in gids}
-    # and Shopify did throttle us on the way (the storm was real)
-    assert any(call["throttled"] for call in shop.admin.calls(shop.domain))
+    # and the budget held the workers back on the way (the storm was real): runs handed back to
+    # wait for the bucket, or Shopify's own THROTTLED answers before the shared budget knew it
+    with transaction() as cur:
+        cur.execute("SELECT count(*) AS n FROM attempts WHERE outcome = 'throttled'")
+        handed_back = cur.fetchone()["n"]
+    throttled = sum(1 for call in shop.admin.calls(shop.domain) if call["throttled"])
+    assert handed_back + throttled > 0
 
 
 def test_a_5xx_storm_is_retried_through_without_duplicate_returns(shop: ShopUnderTest, celery_workers):
@@ -63,6 +80,6 @@ def test_a_5xx_storm_is_retried_through_without_duplicate_returns(shop: ShopUnde
     # When ten lifecycles are queued
     gids = _send_lifecycles(shop)
     # Then every order converges with exactly one CLOSED return
-    assert wait_until(_all_synced, timeout_s=240, interval_s=0.5)
+    assert wait_until(_all_synced, timeout_s=240, interval_s=0.5), _unsynced()
     assert _one_closed_return_per_order(shop, gids) == {gid: ["CLOSED"] for gid in gids}
     assert any(call["status"] >= 500 for call in shop.admin.calls(shop.domain))

@@ -167,8 +167,9 @@ def test_shopify_down_retries_by_the_policy_then_dead_letters_as_failed(shop: Sh
 def test_a_throttled_shop_waits_for_its_api_budget(shop: ShopUnderTest):
     gid = shop.order("#3007", ITEMS)
     order_id = shop.event("created", "R-7", order_gid=gid, items=ITEMS)
-    # A bucket too small for any query: every call is throttled.
-    shop.admin.set_throttle(shop.domain, bucket_size=1, restore_rate=1)
+    # A bucket of 5 points refilling 1 a second: the first read empties it, and a mutation (10
+    # points) would have to wait longer than a run holds an order for the budget.
+    shop.admin.set_throttle(shop.domain, bucket_size=5, restore_rate=1)
     outcome = apply_order(order_id)
     assert outcome.outcome == "throttled" and (outcome.delay_s or 0) > 0
     row = return_row("R-7")

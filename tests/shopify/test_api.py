@@ -119,20 +119,48 @@ def test_find_order_gid_searches_by_name_and_insists_on_an_exact_match(make_api:
     assert client.sent[0] == ("FindOrderByName", {"query": "name:#1106"})
 
 
-def test_the_live_order_reads_each_return_in_detail(make_api: Callable[..., Any]) -> None:
+def _page(nodes: list[dict[str, Any]], cursor: str | None = None) -> dict[str, Any]:
+    return {"nodes": nodes, "pageInfo": {"hasNextPage": cursor is not None, "endCursor": cursor}}
+
+
+def _returnable(fli: str, line_item: str, quantity: int) -> dict[str, Any]:
+    line = {"quantity": quantity, "fulfillmentLineItem": {"id": fli, "lineItem": {"id": line_item}}}
+    return {
+        "id": "gid://shopify/ReturnableFulfillment/1",
+        "returnableFulfillmentLineItems": {"nodes": [line]},
+    }
+
+
+def _snapshot(**extra: Any) -> dict[str, Any]:
     order = {
         "id": ORDER,
         "name": "#1880",
         "tags": ["Sendcloud Return: Exchange", "vip"],
         "note": "Gift",
-        "lineItems": {
-            "nodes": [{"id": "gid://shopify/LineItem/101", "quantity": 2, "unfulfilledQuantity": 0}]
-        },
-        "returns": {"nodes": [{"id": RETURN, "name": "#1880-R1", "status": "OPEN"}]},
+        "lineItems": _page([{"id": "gid://shopify/LineItem/101", "quantity": 2, "unfulfilledQuantity": 0}]),
+        "returns": _page([return_node("OPEN", rfos=OPEN_RFOS)]),
     }
+    return {
+        "order": order,
+        "returnableFulfillments": _page([_returnable("F1", "gid://shopify/LineItem/101", 1)]),
+        **extra,
+    }
+
+
+def _reasons(*handles: str) -> dict[str, Any]:
+    nodes = [
+        {"id": f"gid://shopify/ReturnReasonDefinition/{n}", "handle": h, "deleted": False}
+        for n, h in enumerate(handles)
+    ]
+    return {"returnReasonDefinitions": _page(nodes)}
+
+
+def test_the_order_is_read_in_one_request_with_its_returns_and_what_is_returnable(
+    make_api: Callable[..., Any],
+) -> None:
     api, client = make_api(
-        LiveOrder=lambda v: {"order": order},
-        ReturnDetails=lambda v: {"return": return_node("OPEN", rfos=OPEN_RFOS)},
+        OrderSnapshotWithReasons=lambda v: _snapshot(**_reasons("style", "other-reason")),
+        OrderSnapshot=lambda v: _snapshot(),
     )
     live = api.order(ORDER)
     assert live is not None
@@ -142,16 +170,78 @@ def test_the_live_order_reads_each_return_in_detail(make_api: Callable[..., Any]
     assert (ret.gid, ret.status, ret.lines) == (RETURN, "OPEN", (("gid://shopify/LineItem/101", 1),))
     assert ret.reverse_fulfillment_order_gids == (RFO,)
     assert ret.tracking_numbers == ("3SSCLD123456789",)
-    assert client.names() == ["LiveOrder", "ReturnDetails"]
+    assert live.returnable == (ReturnableLine("F1", "gid://shopify/LineItem/101", 1),)
+    # The shop's reason definitions came with the first read and are not asked for again.
+    assert api.reason_definition_id("style") == "gid://shopify/ReturnReasonDefinition/0"
+    assert api.order(ORDER) is not None
+    assert client.names() == ["OrderSnapshotWithReasons", "OrderSnapshot"]
+
+
+def test_an_order_larger_than_a_page_is_read_on_in_pages(make_api: Callable[..., Any]) -> None:
+    first = _snapshot()
+    first["order"]["returns"] = _page([return_node("OPEN")], cursor="r1")
+    first["order"]["lineItems"] = _page(
+        [{"id": "gid://shopify/LineItem/101", "quantity": 2, "unfulfilledQuantity": 0}], cursor="l1"
+    )
+    first["returnableFulfillments"] = _page([_returnable("F1", "L1", 1)], cursor="f1")
+    second_return = {**return_node("CLOSED"), "id": "gid://shopify/Return/2"}
+    api, client = make_api(
+        OrderSnapshotWithReasons=lambda v: {**first, **_reasons("style")},
+        OrderReturnsPage=lambda v: {"order": {"returns": _page([second_return])}},
+        OrderLinesPage=lambda v: {
+            "order": {
+                "lineItems": _page(
+                    [{"id": "gid://shopify/LineItem/102", "quantity": 1, "unfulfilledQuantity": 1}]
+                )
+            }
+        },
+        ReturnableFulfillments=lambda v: {"returnableFulfillments": _page([_returnable("F2", "L2", 3)])},
+    )
+    live = api.order(ORDER)
+    assert live is not None
+    assert [r.gid for r in live.returns] == [RETURN, "gid://shopify/Return/2"]
+    assert set(live.line_items) == {"gid://shopify/LineItem/101", "gid://shopify/LineItem/102"}
+    assert [line.fulfillment_line_item_gid for line in live.returnable or ()] == ["F1", "F2"]
+    assert sorted(name for name, _ in client.sent[1:]) == [
+        "OrderLinesPage",
+        "OrderReturnsPage",
+        "ReturnableFulfillments",
+    ]
+    assert {v["after"] for _, v in client.sent[1:]} == {"r1", "l1", "f1"}
+
+
+def test_a_read_too_dear_for_the_shop_is_asked_for_in_smaller_pages(make_api: Callable[..., Any]) -> None:
+    from workers.shopify.errors import CostTooHigh
+
+    def snapshot(v: dict[str, Any]) -> dict[str, Any]:
+        if v["returns"] > 1:
+            raise CostTooHigh("OrderSnapshotWithReasons", 705, 300)
+        return {**_snapshot(), **_reasons("style")}
+
+    api, client = make_api(OrderSnapshotWithReasons=snapshot)
+    assert api.order(ORDER) is not None
+    assert [v["returns"] for _, v in client.sent] == [2, 1]
+    assert client.sent[-1][1]["lines"] == 25
+
+
+def test_a_read_that_never_fits_says_so(make_api: Callable[..., Any]) -> None:
+    from workers.shopify.errors import CostTooHigh
+
+    def snapshot(v: dict[str, Any]) -> dict[str, Any]:
+        raise CostTooHigh("OrderSnapshotWithReasons", 90, 40)
+
+    api, _ = make_api(OrderSnapshotWithReasons=snapshot)
+    with pytest.raises(CostTooHigh, match="at most 40"):
+        api.order(ORDER)
 
 
 def test_an_unknown_order_is_none(make_api: Callable[..., Any]) -> None:
     def wrong_type(v: dict[str, Any]) -> dict[str, Any]:
         raise NotFound([{"message": "invalid id", "extensions": {"code": "RESOURCE_NOT_FOUND"}}])
 
-    api, _ = make_api(LiveOrder=lambda v: {"order": None})
+    api, _ = make_api(OrderSnapshotWithReasons=lambda v: {"order": None, **_reasons("style")})
     assert api.order(ORDER) is None
-    api, _ = make_api(LiveOrder=wrong_type)
+    api, _ = make_api(OrderSnapshotWithReasons=wrong_type)
     assert api.order("gid://shopify/Product/1") is None
 
 

@@ -193,13 +193,13 @@ def test_a_token_without_returns_scopes_is_access_denied(
 def test_the_client_rides_out_the_standins_rate_limit(
     standin: RunningStandin, admin: StandinAdmin, mode: str
 ) -> None:
-    # A 600-point bucket, drained by a dozen mutations (10 points each, charged in full) below the
-    # ~520 points a returnableFulfillments read asks for.
+    # A 600-point bucket, drained by forty mutations (10 points each, charged in full) below the
+    # ~310 points a returnableFulfillments read asks for.
     admin.set_throttle(DOMAIN, bucket_size=600, restore_rate=50, throttle_mode=mode)
     created = admin.create_order(DOMAIN, "#2005", [{"title": "Shirt", "quantity": 1}])
     records: list[CallRecord] = []
     api = make_api(standin, records=records)
-    for _ in range(12):
+    for _ in range(40):
         api.tags_add(created["id"], ["drain"])
 
     lines = api.returnable_lines(created["id"])
@@ -218,11 +218,12 @@ def test_a_refused_mutation_guard_keeps_the_mutation_off_shopify(
     class Fenced(Exception):
         pass
 
-    def guard() -> None:
-        raise Fenced("lost the lock")
+    def guard(mutation: bool) -> None:
+        if mutation:
+            raise Fenced("lost the lock")
 
     created = admin.create_order(DOMAIN, "#2010", [{"title": "Shirt", "quantity": 1}])
-    api = ShopifyAPI(ShopifyClient(endpoint(standin), before_mutation=guard))
+    api = ShopifyAPI(ShopifyClient(endpoint(standin), before_send=guard))
     calls_before = len(admin.calls(DOMAIN))
     # When it reads (allowed) and then tries to tag the order (a mutation)
     assert api.find_order_gid("#2010") == created["id"]

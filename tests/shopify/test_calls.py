@@ -9,7 +9,7 @@ import pytest
 from tests.shopify.conftest import make_endpoint
 from tests.shopify.scripted_server import ok, scripted, throttled
 from workers.shopify.client import CallRecord, ShopifyClient
-from workers.shopify.documents import LIVE_ORDER
+from workers.shopify.documents import RETURN_DETAILS
 from workers.store import calls, shops
 from workers.store.db import transaction
 
@@ -24,8 +24,8 @@ def test_records_are_stored_and_read_back_oldest_first(clean_db: str) -> None:
     shop = shops.register_shop("acme-nl.myshopify.com", "token")
     order_id = _order(shop.id, "gid://shopify/Order/1")
     other_order = _order(shop.id, "gid://shopify/Order/2")
-    calls.record_call(shop.id, order_id, None, CallRecord("LiveOrder", "ok", 200, 52, 12, 31))
-    calls.record_call(shop.id, other_order, None, CallRecord("LiveOrder", "ok", 200, 52, 12, 5))
+    calls.record_call(shop.id, order_id, None, CallRecord("ReturnDetails", "ok", 200, 52, 12, 31))
+    calls.record_call(shop.id, other_order, None, CallRecord("ReturnDetails", "ok", 200, 52, 12, 5))
     calls.record_call(
         shop.id,
         order_id,
@@ -35,7 +35,7 @@ def test_records_are_stored_and_read_back_oldest_first(clean_db: str) -> None:
 
     timeline = calls.calls_for_order(order_id)
     assert [(c["operation"], c["outcome"]) for c in timeline] == [
-        ("LiveOrder", "ok"),
+        ("ReturnDetails", "ok"),
         ("ReturnCreate", "user_errors"),
     ]
     assert timeline[1]["detail"] == "invalid quantity"
@@ -57,7 +57,7 @@ def test_the_client_records_every_exchange_without_the_token(clean_db: str) -> N
             on_call=functools.partial(calls.record_call, shop_row.id, order_id, None),
             sleep=lambda seconds: None,
         )
-        client.execute(LIVE_ORDER, {"id": "gid://shopify/Order/1"})
+        client.execute(RETURN_DETAILS, {"id": "gid://shopify/Order/1"})
 
     timeline = calls.calls_for_order(order_id)
     assert [c["outcome"] for c in timeline] == ["throttled", "ok"]

@@ -25,12 +25,12 @@ from workers.shopify.client import (
     Throttled,
     Unauthorized,
 )
-from workers.shopify.documents import LIVE_ORDER, RETURN_CLOSE, RETURN_CREATE
+from workers.shopify.documents import RETURN_CLOSE, RETURN_CREATE, RETURN_DETAILS
 
 pytestmark = pytest.mark.usefixtures("small_settings")
 
 TOKEN = "shpat_secret_token_value"
-QUERY = LIVE_ORDER
+QUERY = RETURN_DETAILS
 MUTATION = RETURN_CREATE
 ORDER_DATA = {"order": {"id": "gid://shopify/Order/1", "name": "#1001"}}
 
@@ -64,9 +64,9 @@ def test_a_query_returns_data_and_sends_the_token_as_json() -> None:
     assert request.headers["Content-Type"] == "application/json"
     assert request.body["query"] == QUERY
     assert request.body["variables"] == {"id": "gid://shopify/Order/1"}
-    assert request.body["operationName"] == "LiveOrder"
+    assert request.body["operationName"] == "ReturnDetails"
     [record] = harness.records
-    assert (record.operation, record.outcome, record.http_status) == ("LiveOrder", "ok", 200)
+    assert (record.operation, record.outcome, record.http_status) == ("ReturnDetails", "ok", 200)
     assert (record.requested_cost, record.actual_cost) == (12, 12)
     assert record.duration_ms >= 0
 

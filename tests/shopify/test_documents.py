@@ -74,3 +74,46 @@ def test_every_mutation_field_with_notify_customer_sends_false(schema_2026_07: G
 
 def test_return_create_takes_return_input() -> None:
     assert "returnCreate(returnInput: $returnInput)" in documents.RETURN_CREATE
+
+
+# Mutations a run sends together (workers/apply: after a create or an approval, the return's
+# remaining steps go out in one document).
+BATCHABLE = [
+    documents.REVERSE_DELIVERY_CREATE_WITH_SHIPPING,
+    documents.TAGS_ADD,
+    documents.TAGS_REMOVE,
+    documents.ORDER_UPDATE_NOTE,
+    documents.RETURN_CLOSE,
+    documents.RETURN_CANCEL,
+    documents.RETURN_APPROVE_REQUEST,
+    documents.RETURN_CREATE,
+    documents.RETURN_REQUEST,
+]
+
+
+@pytest.mark.parametrize("size", [2, 3, 4])
+def test_composed_mutation_documents_validate_against_both_versions(
+    schema_2026_07: GraphQLSchema, schema_2026_04: GraphQLSchema, size: int
+) -> None:
+    import itertools
+
+    from workers.shopify.batch import compose
+
+    for parts in (
+        itertools.permutations(BATCHABLE, size) if size == 2 else itertools.combinations(BATCHABLE, size)
+    ):
+        composed = compose(tuple(parts))
+        for schema in (schema_2026_07, schema_2026_04):
+            errors = validate(schema, parse(composed.document))
+            assert errors == [], (composed.operation, [error.message for error in errors])
+        # Every part's notifyCustomer: false survives the composition.
+        assert len(_notify_arguments(composed.document)) == sum(len(_notify_arguments(p)) for p in parts)
+
+
+def test_a_part_used_twice_gets_its_own_variables() -> None:
+    from workers.shopify.batch import compose
+
+    composed = compose((documents.TAGS_ADD, documents.TAGS_ADD))
+    merged = composed.variables([{"id": "a", "tags": ["x"]}, {"id": "b", "tags": ["y"]}])
+    assert merged == {"m0_id": "a", "m0_tags": ["x"], "m1_id": "b", "m1_tags": ["y"]}
+    assert composed.aliases == ("m0", "m1")

@@ -30,8 +30,9 @@ def test_small_chaos_run_loses_nothing_and_duplicates_nothing(tmp_path: Path) ->
         shops=3,
         seed=11,
         duration=20.0,
-        workers=2,
-        concurrency=2,
+        workers=4,  # four named worker nodes, through PgBouncer in transaction pooling
+        concurrency=8,
+        pgbouncer=True,
         kill_every=30.0,  # one kill, at 15 s; the Redis flush is at 8 s, the restart at 12 s
         token_ttl_s=6.0,  # the app's tokens expire every 6 s: refreshed over and over
         # (the uninstall of one shop is at 6 s, its reinstall at 9 s)
@@ -55,3 +56,5 @@ def test_small_chaos_run_loses_nothing_and_duplicates_nothing(tmp_path: Path) ->
     assert report["orders_wrong"] == 0, (report["differences"], where)
     assert report["returns_not_synced"] == 0, (report["status_problems"], where)
     assert report["converged"]
+    # The processes really reached Postgres through PgBouncer (its own count of transactions).
+    assert report["pgbouncer_transactions"] > 1000

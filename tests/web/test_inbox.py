@@ -59,10 +59,12 @@ def test_given_an_accepted_event_then_record_result_carries_the_rows_to_enqueue(
     )
     assert event_row["enqueued_at"] is None
     # It is an unrung outbox entry: the relay finds it, rings the order and marks it.
-    assert outbox.unrung() == {result.order_id: [result.event_row_id]}
+    assert [(u.order_id, u.shop_id, u.event_ids) for u in outbox.unrung()] == [
+        (result.order_id, shop.id, (result.event_row_id,))
+    ]
     outbox.mark_rung([event_row["id"]])
     assert rows("SELECT enqueued_at IS NOT NULL AS rung FROM events") == [{"rung": True}]
-    assert outbox.unrung() == {}
+    assert outbox.unrung() == []
 
 
 def test_given_a_retried_delivery_of_an_open_event_then_its_doorbell_is_rung_again(shop: shops.Shop) -> None:
@@ -71,13 +73,15 @@ def test_given_a_retried_delivery_of_an_open_event_then_its_doorbell_is_rung_aga
     # The producer retries (its first answer was lost, or the doorbell may have been lost)
     again = record(example("01"))
     assert again.status == "duplicate"
-    assert outbox.unrung() == {first.order_id: [first.event_row_id]}
+    assert [(u.order_id, u.shop_id, u.event_ids) for u in outbox.unrung()] == [
+        (first.order_id, shop.id, (first.event_row_id,))
+    ]
     # A finished event stays finished: no doorbell for it
     outbox.mark_rung([first.event_row_id])
     with transaction() as cur:
         cur.execute("UPDATE events SET status = 'applied'")
     record(example("01"))
-    assert outbox.unrung() == {}
+    assert outbox.unrung() == []
 
 
 def test_given_finished_events_then_mark_enqueued_leaves_them_alone(shop: shops.Shop) -> None:

@@ -8,49 +8,58 @@ carry is frozen and replaced (``dataclasses.replace``) as the run learns more.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any, TypeVar
 
 from config import Settings
 from workers.events import EventReturn, ReturnEvent
 from workers.lifecycle import Plan
 from workers.locking import OrderLock
-from workers.shopify.api import ShopifyAPI
-from workers.shopify.models import LiveOrder, ShopifyReturn
-from workers.statuses import ReturnState, SyncState
+from workers.shopify.api import Mutation, ShopifyAPI, UserErrors
+from workers.shopify.models import LiveOrder, ShopifyReturn, order_from_json, order_to_json
+from workers.statuses import Category, ReturnState, SyncState
 from workers.store import returns as store
+from workers.store import snapshots
 from workers.store.returns import OrderRow, ReturnRow, StoredEvent
 from workers.store.shops import Shop
 
 NOT_FULFILLED = "order not fulfilled yet"
+T = TypeVar("T")
 
 
 class OrderWait(Exception):
     """The whole order waits: the shop needs a reinstall, or Shopify does not know the order.
     ``horizon``: the wait ends in ``failed`` after the shop's waiting horizon."""
 
-    def __init__(self, detail: str, *, horizon: bool) -> None:
+    def __init__(self, detail: str, category: Category, *, horizon: bool) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.category = category
         self.horizon = horizon
 
 
 class Parked(Exception):
     """One return waits (its order is not fulfilled yet): tried again at the next waiting retry."""
 
-    def __init__(self, detail: str, *, horizon: bool = True) -> None:
+    def __init__(
+        self, detail: str, category: Category = Category.ORDER_NOT_FULFILLED, *, horizon: bool = True
+    ):
         super().__init__(detail)
         self.detail = detail
+        self.category = category
         self.horizon = horizon
 
 
 class Refused(Exception):
     """One return ends here for good: rejected by Shopify, a conflict, or failed."""
 
-    def __init__(self, sync: SyncState, detail: str) -> None:
+    def __init__(self, sync: SyncState, detail: str, category: Category) -> None:
         super().__init__(detail)
         self.sync = sync
         self.detail = detail
+        self.category = category
 
 
 @dataclass
@@ -63,8 +72,13 @@ class OrderRun:
     now: datetime
     order_gid: str | None
     live_order: LiveOrder | None = None
+    # Whether live_order was read from Shopify by this run (not handed over by the run before):
+    # what is returnable and the order note are only trusted then.
+    fresh: bool = False
     # The return the run is on, for the call log (``shopify_calls.return_id``).
     current_return_id: int | None = None
+    # Mutations waiting to go out together (``later``), each with what to do with its result.
+    pending: list[tuple[Mutation[Any], Callable[[Any], None]]] = field(default_factory=list)
 
     @property
     def token(self) -> int:
@@ -80,9 +94,58 @@ class OrderRun:
         assert self.order_gid is not None
         live = self.api.order(self.order_gid)
         if live is None:
-            raise OrderWait(f"order {self.order_gid} not found on Shopify", horizon=True)
-        self.live_order = live
+            raise OrderWait(
+                f"order {self.order_gid} not found on Shopify", Category.ORDER_NOT_FOUND, horizon=True
+            )
+        self.live_order, self.fresh = live, True
         return live
+
+    def load_live(self) -> LiveOrder:
+        """The order as the run before this one left it, if that run saw every answer and nobody
+        held the order since (``workers.store.snapshots``); else read from Shopify."""
+        kept = snapshots.trusted(self.order.id, self.token)
+        if kept is not None:
+            live = order_from_json(kept)
+            if live.gid == self.order_gid:
+                self.live_order, self.fresh = live, False
+                return live
+        return self.refresh()
+
+    def keep_snapshot(self, sure: bool) -> None:
+        """End of the run: hand what it knows to the next run, or (not sure) make it read."""
+        sure = sure and self.live_order is not None and self.api.client.unknown_outcomes == 0
+        snapshots.save(self.order.id, self.token, order_to_json(self.live) if sure else None)
+
+    # -- mutations ------------------------------------------------------------------------------
+
+    def later(self, mutation: Mutation[T], done: Callable[[T], None]) -> None:
+        """Send ``mutation`` with the others at the next ``flush``; ``done`` gets its result."""
+        self.pending.append((mutation, done))
+
+    def send_now(self, mutation: Mutation[T]) -> T:
+        """Send ``mutation`` now (its result is needed to go on), after whatever waits."""
+        self.flush()
+        return self.api.run(mutation)
+
+    def flush(self) -> None:
+        """Send what waits in one document. Each mutation's result is taken in; the first one
+        answered with userErrors is raised after that (the others did happen)."""
+        pending, self.pending = self.pending, []
+        if not pending:
+            return
+        results = self.api.together([mutation for mutation, _ in pending])
+        refused: UserErrors | None = None
+        for (_, done), result in zip(pending, results, strict=True):
+            if isinstance(result, UserErrors):
+                refused = refused or result
+            else:
+                done(result)
+        if refused is not None:
+            raise refused
+
+    def discard(self) -> None:
+        """Forget what waits (the return ended before sending it: nothing of it happened)."""
+        self.pending = []
 
     def map_return(
         self, row: ReturnRow, shopify_return: ShopifyReturn, applied_state: ReturnState | None = None

@@ -13,8 +13,10 @@ import logging
 from dataclasses import dataclass
 
 from workers.apply.context import OrderRun, ReturnRun
+from workers.events import InvalidEvent
 from workers.retry import Verdict, run_policy
-from workers.statuses import EventStatus, ReturnState, ShopifyStatus, SyncState
+from workers.shopify.errors import ShopifyGraphQLError, ShopifyUnavailable
+from workers.statuses import Category, EventStatus, ReturnState, ShopifyStatus, SyncState
 from workers.store import returns as store
 from workers.store.returns import LoadedReturn, ReturnRow
 
@@ -60,6 +62,7 @@ def synced(rr: ReturnRun) -> ReturnResult:
         event_statuses=statuses,
         applied_state=applied,
         shopify_status=current.status if current is not None else None,
+        category=Category.CONFLICT if plan.has_conflict else None,
     )
     return ReturnResult(sync)
 
@@ -69,6 +72,7 @@ def refused(
     return_id: int,
     sync: SyncState,
     detail: str,
+    category: Category,
     *,
     reset_failures: bool = True,
     shopify_status: ShopifyStatus | None = None,
@@ -85,12 +89,19 @@ def refused(
         all_open=(status, detail),
         reset_failures=reset_failures,
         shopify_status=shopify_status,
+        category=category,
     )
     return ReturnResult(sync)
 
 
 def parked(
-    run: OrderRun, row: ReturnRow, detail: str, *, horizon: bool, shopify_status: ShopifyStatus | None = None
+    run: OrderRun,
+    row: ReturnRow,
+    detail: str,
+    category: Category,
+    *,
+    horizon: bool,
+    shopify_status: ShopifyStatus | None = None,
 ) -> ReturnResult:
     """Wait and come back (the sweep re-rings at ``next_run_at``); past the shop's horizon the
     wait ends as failed (an operator can replay it)."""
@@ -98,7 +109,7 @@ def parked(
     if horizon and (run.now - since).total_seconds() > run.shop.waiting_horizon_s:
         days = run.shop.waiting_horizon_s / 86400
         detail = f"{detail} after waiting {days:g} days (replay to try again)"
-        return refused(run, row.id, SyncState.FAILED, detail, shopify_status=shopify_status)
+        return refused(run, row.id, SyncState.FAILED, detail, category, shopify_status=shopify_status)
     store.finish_return(
         run.order.id,
         run.token,
@@ -108,6 +119,7 @@ def parked(
         all_open=(EventStatus.WAITING, detail),
         waiting_since=run.now,
         shopify_status=shopify_status,
+        category=category,
     )
     return ReturnResult(SyncState.WAITING)
 
@@ -123,8 +135,20 @@ def budget_wait(run: OrderRun, return_id: int, delay_s: float) -> ReturnResult:
         detail=detail,
         waiting_since=run.now,
         reset_failures=False,
+        category=Category.BUDGET,
     )
     return ReturnResult(SyncState.WAITING, budget_wait_s=delay_s)
+
+
+def category_of(exc: BaseException) -> Category:
+    """The inbox category of a failed attempt."""
+    if isinstance(exc, InvalidEvent):
+        return Category.INVALID_EVENT
+    if isinstance(exc, ShopifyUnavailable):
+        return Category.SHOPIFY_UNAVAILABLE
+    if isinstance(exc, ShopifyGraphQLError):
+        return Category.REJECTED
+    return Category.INTERNAL_ERROR
 
 
 def failed_attempt(run: OrderRun, return_id: int, exc: BaseException) -> ReturnResult:
@@ -133,15 +157,29 @@ def failed_attempt(run: OrderRun, return_id: int, exc: BaseException) -> ReturnR
     policy = run_policy(run.settings)
     attempt = store.count_failure(run.order.id, run.token, return_id)
     decision = policy.decide(exc, attempt)
+    category = category_of(exc)
     if decision.verdict is Verdict.GIVE_UP:
         log.warning("return row %s: dead-lettered after %d attempts: %s", return_id, attempt, decision.reason)
         # The count stays (how many attempts it took); a replay starts it again.
-        refused(run, return_id, SyncState.FAILED, policy.dead_letter_detail(decision), reset_failures=False)
+        refused(
+            run,
+            return_id,
+            SyncState.FAILED,
+            policy.dead_letter_detail(decision),
+            category,
+            reset_failures=False,
+        )
         return ReturnResult(SyncState.FAILED, dead_lettered=True)
     detail = policy.retry_detail(decision)
     log.info("return row %s: attempt %d failed: %s", return_id, attempt, decision.reason)
     store.finish_return(
-        run.order.id, run.token, return_id, sync=SyncState.PENDING, detail=detail, reset_failures=False
+        run.order.id,
+        run.token,
+        return_id,
+        sync=SyncState.PENDING,
+        detail=detail,
+        reset_failures=False,
+        category=category,
     )
     return ReturnResult(SyncState.PENDING, retry_in_s=decision.delay_s)
 
@@ -163,4 +201,5 @@ def fail_unreadable(run: OrderRun, loaded: LoadedReturn) -> None:
             detail=detail,
             event_statuses={bad.row_id: (EventStatus.FAILED, detail)},
             reset_failures=False,
+            category=Category.INVALID_EVENT,
         )

@@ -17,13 +17,20 @@ from workers.apply.context import NOT_FULFILLED, OrderRun, Parked, Refused, Retu
 from workers.apply.outcomes import ReturnResult
 from workers.apply.steps import STEP_HANDLERS
 from workers.shopify.api import ALREADY_RETURNED_MESSAGE, UserErrors
-from workers.statuses import ShopifyStatus, SyncState
+from workers.statuses import Category, ShopifyStatus, SyncState
 from workers.store.returns import LoadedReturn, ReturnRow
 
 log = logging.getLogger(__name__)
 
 
 def apply_return(run: OrderRun, loaded: LoadedReturn) -> ReturnResult:
+    try:
+        return _apply_return(run, loaded)
+    finally:
+        run.discard()  # what a return that stopped early left waiting was never sent
+
+
+def _apply_return(run: OrderRun, loaded: LoadedReturn) -> ReturnResult:
     outcomes.fail_unreadable(run, loaded)
     if not loaded.events:
         return ReturnResult(SyncState.FAILED, dead_lettered=bool(loaded.unreadable))
@@ -33,6 +40,7 @@ def apply_return(run: OrderRun, loaded: LoadedReturn) -> ReturnResult:
         try:
             for step in rr.plan.steps:
                 STEP_HANDLERS[step](rr)
+            run.flush()  # the return's waiting mutations, in one document
         except UserErrors as exc:
             if exc.kind == "conflict" and attempt == 1:
                 log.info("return %s: %s; re-reading and re-planning", row.platform_return_id, exc)
@@ -41,9 +49,13 @@ def apply_return(run: OrderRun, loaded: LoadedReturn) -> ReturnResult:
                 continue
             return _user_error(rr, exc)
         except Parked as wait:
-            return outcomes.parked(run, rr.row, wait.detail, horizon=wait.horizon, shopify_status=_seen(rr))
+            return outcomes.parked(
+                run, rr.row, wait.detail, wait.category, horizon=wait.horizon, shopify_status=_seen(rr)
+            )
         except Refused as refusal:
-            return outcomes.refused(run, rr.row.id, refusal.sync, refusal.detail, shopify_status=_seen(rr))
+            return outcomes.refused(
+                run, rr.row.id, refusal.sync, refusal.detail, refusal.category, shopify_status=_seen(rr)
+            )
         return outcomes.synced(rr)
     raise AssertionError("unreachable: the second attempt always returns")
 
@@ -71,13 +83,18 @@ def _user_error(rr: ReturnRun, exc: UserErrors) -> ReturnResult:
     run, row, seen = rr.run, rr.row, _seen(rr)
     message = "; ".join(exc.messages)
     if exc.kind == "waiting":
-        return outcomes.parked(run, row, NOT_FULFILLED, horizon=True, shopify_status=seen)
+        return outcomes.parked(
+            run, row, NOT_FULFILLED, Category.ORDER_NOT_FULFILLED, horizon=True, shopify_status=seen
+        )
     if exc.kind == "rejected":
-        reason = "item already returned: " if ALREADY_RETURNED_MESSAGE in exc.messages else ""
-        detail = f"rejected by Shopify, {reason}{message}"
-        return outcomes.refused(run, row.id, SyncState.REJECTED, detail, shopify_status=seen)
+        twice = ALREADY_RETURNED_MESSAGE in exc.messages
+        detail = f"rejected by Shopify, {'item already returned: ' if twice else ''}{message}"
+        category = Category.ITEM_ALREADY_RETURNED if twice else Category.REJECTED
+        return outcomes.refused(run, row.id, SyncState.REJECTED, detail, category, shopify_status=seen)
     if exc.kind == "conflict":
         detail = f"Shopify's return is in another state: {message}"
-        return outcomes.refused(run, row.id, SyncState.CONFLICT, detail, shopify_status=seen)
+        return outcomes.refused(
+            run, row.id, SyncState.CONFLICT, detail, Category.CONFLICT, shopify_status=seen
+        )
     detail = f"Shopify refused {exc.operation}: {message}"
-    return outcomes.refused(run, row.id, SyncState.FAILED, detail, shopify_status=seen)
+    return outcomes.refused(run, row.id, SyncState.FAILED, detail, Category.REJECTED, shopify_status=seen)

@@ -28,24 +28,27 @@ from datetime import timedelta
 from celery.exceptions import SoftTimeLimitExceeded
 
 from config import get_settings
+from workers import metrics
 from workers.access import AccessLost, ShopTokens, check_installed, lost_detail
 from workers.apply import outcomes
 from workers.apply.context import OrderRun, OrderWait
 from workers.apply.outcomes import ReturnResult
 from workers.apply.returns import apply_return
+from workers.budget import gate_for
 from workers.locking import OrderLock, order_key, try_lock_order
 from workers.retry import OrderBusy
 from workers.shopify.api import ShopifyAPI
 from workers.shopify.client import Endpoint, ShopifyClient
 from workers.shopify.errors import (
     AccessDenied,
+    CostTooHigh,
     ShopifyError,
     ShopifyUnavailable,
     Throttled,
     Unauthorized,
 )
-from workers.statuses import RunOutcome, SyncState
-from workers.store import calls
+from workers.statuses import Category, RunOutcome, SyncState
+from workers.store import calls, snapshots
 from workers.store import returns as store
 from workers.store.db import DatabaseUnavailable
 from workers.store.fencing import LostLock
@@ -59,6 +62,7 @@ _STOPS_THE_RUN = (
     Throttled,
     ShopifyUnavailable,
     AccessDenied,
+    CostTooHigh,
     Unauthorized,
     OrderWait,
     OrderBusy,
@@ -90,6 +94,7 @@ def apply_order(order_id: int, *, worker: str | None = None) -> RunResult:
     shop = get_shop(order.shop_id)
     lock = try_lock_order(order_key(shop.domain, order.order_gid, order.id), order.id)
     if lock is None:
+        metrics.lock_busy()
         return RunResult(RunOutcome.BUSY, settings.order_lock_retry_s, "order locked by another worker")
     with lock:
         attempt_id = store.start_attempt(order_id, worker)
@@ -113,7 +118,7 @@ def _order_run(shop: Shop, order: store.OrderRow, lock: OrderLock) -> OrderRun:
         shop=shop,
         order=order,
         lock=lock,
-        api=ShopifyAPI(ShopifyClient(endpoint_of(shop), before_mutation=lock.check)),
+        api=ShopifyAPI(ShopifyClient(endpoint_of(shop), before_send=lock.guard, meter=gate_for(shop.domain))),
         now=store.db_now(),
         order_gid=order.order_gid,
     )
@@ -134,33 +139,48 @@ class _OrderRunner:
     def __init__(self, run: OrderRun) -> None:
         self.run = run
         self.results: dict[int, ReturnResult] = {}
+        self.sure = False
 
     def execute(self) -> RunResult:
         run = self.run
         return_ids = store.open_return_ids(run.order.id)
         if not return_ids:
             store.set_next_run_at(run.order.id, run.token, None)
+            snapshots.carry(run.order.id, run.token)
             return RunResult(RunOutcome.IDLE, detail="no open events")
+        # Whether the run ends knowing what Shopify holds: every return went through its steps,
+        # or the budget stopped it before a request went out.
+        self.sure = False
         try:
             self._prepare()
             for return_id in return_ids:
                 self.results[return_id] = self._apply_one(return_id)
+            self.sure = True
         except OrderBusy:
+            metrics.lock_busy()
             return RunResult(RunOutcome.BUSY, run.settings.order_lock_retry_s, "the Shopify order is locked")
         except (LostLock, *DatabaseUnavailable):
             raise
         except Throttled as exc:
+            self.sure = run.live_order is not None
             delay = max(exc.retry_after_s or 1.0, 1.0)
             self._for_unfinished(return_ids, lambda rid: outcomes.budget_wait(run, rid, delay))
+        except CostTooHigh as exc:
+            detail = f"Shopify cannot serve this shop's order read, even in the smallest pages: {exc}"
+            self._for_unfinished(
+                return_ids,
+                lambda rid: outcomes.refused(run, rid, SyncState.FAILED, detail, Category.QUERY_TOO_COSTLY),
+            )
         except AccessLost as lost:
-            detail = lost.detail
-            self._for_unfinished(return_ids, lambda rid: self._park(rid, detail, horizon=False))
+            detail, category = lost.detail, lost.category
+            self._for_unfinished(return_ids, lambda rid: self._park(rid, detail, category, horizon=False))
         except (AccessDenied, Unauthorized) as exc:
             detail = self._needs_reinstall(exc)
-            self._for_unfinished(return_ids, lambda rid: self._park(rid, detail, horizon=False))
+            category = Category.MISSING_SCOPES if isinstance(exc, AccessDenied) else Category.ACCESS_REFUSED
+            self._for_unfinished(return_ids, lambda rid: self._park(rid, detail, category, horizon=False))
         except OrderWait as wait:
-            detail, horizon = wait.detail, wait.horizon
-            self._for_unfinished(return_ids, lambda rid: self._park(rid, detail, horizon=horizon))
+            detail, category, horizon = wait.detail, wait.category, wait.horizon
+            self._for_unfinished(return_ids, lambda rid: self._park(rid, detail, category, horizon=horizon))
         except Exception as exc:  # Shopify unavailable, the deadline, or anything unexpected
             log.warning("order %s: run stopped: %s: %s", run.order.id, type(exc).__name__, exc)
             stopped_by = exc
@@ -178,13 +198,13 @@ class _OrderRunner:
             name = run.order.order_name or run.order.order_ref
             found = run.api.find_order_gid(name)
             if found is None:
-                raise OrderWait(f"order {name} not found on Shopify", horizon=True)
+                raise OrderWait(f"order {name} not found on Shopify", Category.ORDER_NOT_FOUND, horizon=True)
             store.set_order_gid(run.order.id, run.token, found)
             run.order_gid = found
         # Two order rows (one named by id, one by name only) can be the same Shopify order.
         if not run.lock.try_add(order_key(run.shop.domain, run.order_gid, run.order.id)):
             raise OrderBusy(f"Shopify order {run.order_gid} is locked by another worker")
-        run.refresh()
+        run.load_live()
 
     def _check_scopes(self) -> None:
         """Read the token's scopes on first contact, and again while the shop needs a reinstall
@@ -194,7 +214,7 @@ class _OrderRunner:
             return
         missing = record_scopes(shop.id, self.run.api.access_scopes())
         if missing:
-            raise OrderWait(_reinstall_detail(shop, missing), horizon=False)
+            raise OrderWait(_reinstall_detail(shop, missing), Category.MISSING_SCOPES, horizon=False)
 
     def _needs_reinstall(self, exc: AccessDenied | Unauthorized) -> str:
         """A refused token marks the shop as needing a reinstall; a missing scope names the scopes
@@ -231,8 +251,8 @@ class _OrderRunner:
         finally:
             run.current_return_id = None
 
-    def _park(self, return_id: int, detail: str, *, horizon: bool) -> ReturnResult:
-        return outcomes.parked(self.run, store.get_return(return_id), detail, horizon=horizon)
+    def _park(self, return_id: int, detail: str, category: Category, *, horizon: bool) -> ReturnResult:
+        return outcomes.parked(self.run, store.get_return(return_id), detail, category, horizon=horizon)
 
     def _for_unfinished(self, return_ids: list[int], finish: Callable[[int], ReturnResult]) -> None:
         for return_id in return_ids:
@@ -261,6 +281,7 @@ class _OrderRunner:
             outcome = RunOutcome.FAILED
         next_run = run.now + timedelta(seconds=delay) if delay is not None else None
         store.set_next_run_at(run.order.id, run.token, next_run)
+        run.keep_snapshot(self.sure)
         return RunResult(outcome, delay if outcome.comes_back else None, detail)
 
 

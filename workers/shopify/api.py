@@ -8,16 +8,19 @@ errors (``OutcomeUnknown``, ``Throttled``, ``AccessDenied``...) come from the cl
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar, cast
 
 from workers import mapping
+from workers.shopify import batch
 from workers.shopify import documents as docs
 from workers.shopify.client import ShopifyClient, operation_of
-from workers.shopify.errors import NotFound, ShopifyError, ShopifyGraphQLError
+from workers.shopify.errors import CostTooHigh, NotFound, ShopifyError, ShopifyGraphQLError
 from workers.shopify.models import LiveOrder, ReturnableLine, ReturnLineInput, ShopifyReturn
 from workers.statuses import ShopifyStatus
 
+T = TypeVar("T")
 UserErrorKind = Literal["waiting", "rejected", "conflict", "invalid"]
 
 # --- userErrors classification ---------------------------------------------------------------
@@ -175,31 +178,84 @@ class ShopifyAPI:
         return None
 
     def order(self, order_gid: str) -> LiveOrder | None:
-        """Tags, note, line item quantities and every return of the order, or None if unknown."""
-        try:
-            data = self.client.execute(docs.LIVE_ORDER, {"id": order_gid})
-        except NotFound:
-            return None
+        """The order as it is now, in one request: tags, note, line items, every return in full and
+        what is still returnable (and the shop's reason definitions on a process's first read).
+        Read on in pages only when the order has more than a page holds; asked for in smaller
+        pages when the shop's bucket cannot hold the whole read. None if Shopify does not know
+        the order."""
+        pages = dict(docs.SNAPSHOT_PAGES)
+        while True:
+            with_reasons = self._reasons_cached() is None
+            variables: dict[str, Any] = {"id": order_gid, **pages}
+            if not with_reasons:
+                variables.pop("reasons")
+            document = docs.ORDER_SNAPSHOT_WITH_REASONS if with_reasons else docs.ORDER_SNAPSHOT
+            try:
+                data = self.client.execute(document, variables)
+                break
+            except NotFound:
+                return None
+            except CostTooHigh:
+                smaller = {name: max(1, size // 2) for name, size in pages.items()}
+                if smaller == pages:
+                    raise  # one of everything is still too dear: nothing smaller to ask for
+                pages = smaller
         node = data.get("order")
         if not node:
             return None
-        line_items = {
-            line["id"]: (int(line.get("quantity") or 0), int(line.get("unfulfilledQuantity") or 0))
-            for line in _nodes(node.get("lineItems"))
-        }
-        returns: list[ShopifyReturn] = []
-        for shallow in _nodes(node.get("returns")):
-            detailed = self.return_details(shallow["id"])
-            if detailed is not None:
-                returns.append(detailed)
+        if with_reasons:
+            self._cache_reasons(
+                self._read_on(
+                    data.get("returnReasonDefinitions"),
+                    docs.RETURN_REASON_DEFINITIONS,
+                    {"first": pages["reasons"]},
+                    ("returnReasonDefinitions",),
+                )
+            )
+        lines = self._read_on(
+            node.get("lineItems"),
+            docs.ORDER_LINES_PAGE,
+            {"id": order_gid, "first": pages["lines"]},
+            ("order", "lineItems"),
+        )
+        returns = self._read_on(
+            node.get("returns"),
+            docs.ORDER_RETURNS_PAGE,
+            {"id": order_gid, "first": pages["returns"]},
+            ("order", "returns"),
+        )
+        fulfillments = self._read_on(
+            data.get("returnableFulfillments"),
+            docs.RETURNABLE_FULFILLMENTS,
+            {"orderId": order_gid, "first": pages["fulfillments"]},
+            ("returnableFulfillments",),
+        )
         return LiveOrder(
             gid=node["id"],
             name=node.get("name") or "",
             tags=tuple(node.get("tags") or ()),
             note=node.get("note"),
-            line_items=line_items,
-            returns=tuple(returns),
+            line_items={
+                line["id"]: (int(line.get("quantity") or 0), int(line.get("unfulfilledQuantity") or 0))
+                for line in lines
+            },
+            returns=tuple(parse_return(r) for r in returns),
+            returnable=_returnable(fulfillments),
         )
+
+    def _read_on(
+        self, connection: Any, document: str, variables: dict[str, Any], path: tuple[str, ...]
+    ) -> list[dict[str, Any]]:
+        """Every node of a connection: the first page as read, the others with ``document``."""
+        nodes = _nodes(connection)
+        page = (connection or {}).get("pageInfo") or {} if isinstance(connection, dict) else {}
+        while page.get("hasNextPage") and page.get("endCursor"):
+            data: Any = self.client.execute(document, {**variables, "after": page["endCursor"]})
+            for key in path:
+                data = (data or {}).get(key) if isinstance(data, dict) else None
+            nodes.extend(_nodes(data))
+            page = (data or {}).get("pageInfo") or {} if isinstance(data, dict) else {}
+        return nodes
 
     def return_details(self, return_gid: str) -> ShopifyReturn | None:
         try:
@@ -211,22 +267,16 @@ class ShopifyAPI:
 
     def returnable_lines(self, order_gid: str) -> list[ReturnableLine]:
         """Fulfillment line items of the order with their still-returnable quantity (> 0)."""
-        lines: list[ReturnableLine] = []
-        after: str | None = None
-        while True:
-            data = self.client.execute(docs.RETURNABLE_FULFILLMENTS, {"orderId": order_gid, "after": after})
-            connection = data.get("returnableFulfillments") or {}
-            for fulfillment in _nodes(connection):
-                for item in _nodes(fulfillment.get("returnableFulfillmentLineItems")):
-                    fli = item.get("fulfillmentLineItem") or {}
-                    quantity = int(item.get("quantity") or 0)
-                    if fli.get("id") and quantity > 0:
-                        line_item_gid = (fli.get("lineItem") or {}).get("id", "")
-                        lines.append(ReturnableLine(fli["id"], line_item_gid, quantity))
-            page = connection.get("pageInfo") or {}
-            if not page.get("hasNextPage") or not page.get("endCursor"):
-                return lines
-            after = page["endCursor"]
+        variables = {"orderId": order_gid, "first": docs.SNAPSHOT_PAGES["fulfillments"]}
+        data = self.client.execute(docs.RETURNABLE_FULFILLMENTS, {**variables, "after": None})
+        connection = data.get("returnableFulfillments")
+        return list(
+            _returnable(
+                self._read_on(
+                    connection, docs.RETURNABLE_FULFILLMENTS, variables, ("returnableFulfillments",)
+                )
+            )
+        )
 
     def reason_definition_id(self, handle: str) -> str | None:
         """The definition GID for a handle, falling back to Other when the shop lacks the handle."""
@@ -234,89 +284,76 @@ class ShopifyAPI:
         return definitions.get(handle) or definitions.get(mapping.OTHER_HANDLE)
 
     def reason_definitions(self) -> dict[str, str]:
-        """Every reason definition of the shop, handle -> GID, read once per process."""
-        key = self.client.endpoint.shop_domain
-        with _reason_cache_lock:
-            cached = _reason_cache.get(key)
+        """Every reason definition of the shop, handle -> GID, read once per process (with the
+        first order snapshot, or on its own when asked first)."""
+        cached = self._reasons_cached()
         if cached is not None:
             return cached
+        variables = {"first": docs.SNAPSHOT_PAGES["reasons"]}
+        data = self.client.execute(docs.RETURN_REASON_DEFINITIONS, {**variables, "after": None})
+        return self._cache_reasons(
+            self._read_on(
+                data.get("returnReasonDefinitions"),
+                docs.RETURN_REASON_DEFINITIONS,
+                variables,
+                ("returnReasonDefinitions",),
+            )
+        )
+
+    def _reasons_cached(self) -> dict[str, str] | None:
+        with _reason_cache_lock:
+            return _reason_cache.get(self.client.endpoint.shop_domain)
+
+    def _cache_reasons(self, nodes: list[dict[str, Any]]) -> dict[str, str]:
         found: dict[str, str] = {}
         deleted: dict[str, str] = {}
-        after: str | None = None
-        while True:
-            data = self.client.execute(docs.RETURN_REASON_DEFINITIONS, {"after": after})
-            connection = data.get("returnReasonDefinitions") or {}
-            for node in _nodes(connection):
-                # Deleted definitions stay valid on returns; a live one is preferred if both exist.
-                target = deleted if node.get("deleted") else found
-                target.setdefault(node["handle"], node["id"])
-            page = connection.get("pageInfo") or {}
-            if not page.get("hasNextPage") or not page.get("endCursor"):
-                break
-            after = page["endCursor"]
+        for node in nodes:
+            # Deleted definitions stay valid on returns; a live one is preferred if both exist.
+            target = deleted if node.get("deleted") else found
+            target.setdefault(node["handle"], node["id"])
         definitions = {**deleted, **found}
         with _reason_cache_lock:
-            _reason_cache[key] = definitions
+            _reason_cache[self.client.endpoint.shop_domain] = definitions
         return definitions
 
-    # -- return mutations ---------------------------------------------------------------------
+    # -- mutations ------------------------------------------------------------------------------
+    #
+    # Each mutation is first a ``Mutation`` value (document, variables, how to read its answer),
+    # so a run can send several together (``together``); the plain methods send one.
+
+    def together(self, mutations: Sequence[Mutation[Any]]) -> list[Any]:
+        """Send the mutations in one document, run in order by Shopify. Per mutation: its result,
+        or the ``UserErrors`` it was answered with (the others' results still count)."""
+        if not mutations:
+            return []
+        if len(mutations) == 1:
+            only = mutations[0]
+            data = self.client.execute(only.document, only.variables)
+            return [only.read(data.get(only.root))]
+        composed = batch.compose(tuple(m.document for m in mutations))
+        data = self.client.execute(composed.document, composed.variables([m.variables for m in mutations]))
+        return [m.read(data.get(alias)) for m, alias in zip(mutations, composed.aliases, strict=True)]
+
+    def run(self, mutation: Mutation[T]) -> T:
+        """Send one mutation; its userErrors are raised."""
+        (result,) = self.together([mutation])
+        if isinstance(result, UserErrors):
+            raise result
+        return cast(T, result)
 
     def return_request(self, order_gid: str, lines: Sequence[ReturnLineInput]) -> ShopifyReturn:
-        """A return in status REQUESTED (no reverse fulfilment order yet, so no tracking).
-
-        ReturnRequestLineItemInput has no returnReasonNote; its ``customerNote`` is exactly what
-        the buyer wrote, and absent when they wrote nothing (merchants read it as the buyer's).
-        """
-        variables = {
-            "input": {
-                "orderId": order_gid,
-                "returnLineItems": [
-                    {
-                        "fulfillmentLineItemId": line.fulfillment_line_item_gid,
-                        "quantity": line.quantity,
-                        **_reason_fields(line),
-                        **({"customerNote": line.customer_note} if line.customer_note else {}),
-                    }
-                    for line in lines
-                ],
-            }
-        }
-        return self._return_mutation(docs.RETURN_REQUEST, variables, "returnRequest")
+        return self.run(return_request(order_gid, lines))
 
     def return_create(self, order_gid: str, lines: Sequence[ReturnLineInput]) -> ShopifyReturn:
-        """A return in status OPEN, with its reverse fulfilment order. Not idempotent on Shopify."""
-        variables = {
-            "returnInput": {
-                "orderId": order_gid,
-                # Deprecated and ignored by Shopify, but the rule is explicit false everywhere.
-                "notifyCustomer": False,
-                "returnLineItems": [
-                    {
-                        "fulfillmentLineItemId": line.fulfillment_line_item_gid,
-                        "quantity": line.quantity,
-                        **_reason_fields(line),
-                        # Exactly the original reason text (Shopify requires one with Other).
-                        **({"returnReasonNote": line.reason_note} if line.reason_note else {}),
-                    }
-                    for line in lines
-                ],
-            }
-        }
-        return self._return_mutation(docs.RETURN_CREATE, variables, "returnCreate")
+        return self.run(return_create(order_gid, lines))
 
     def approve_request(self, return_gid: str) -> ShopifyReturn:
-        variables = {"input": {"id": return_gid, "notifyCustomer": False}}
-        return self._return_mutation(docs.RETURN_APPROVE_REQUEST, variables, "returnApproveRequest")
+        return self.run(approve_request(return_gid))
 
     def decline_request(self, return_gid: str, note: str | None = None) -> ShopifyReturn:
         """Decline a REQUESTED return (reason OTHER, customer not notified). Idempotent."""
-        decline: dict[str, Any] = {"id": return_gid, "declineReason": "OTHER", "notifyCustomer": False}
-        if note:
-            decline["declineNote"] = note
         try:
-            return self._return_mutation(
-                docs.RETURN_DECLINE_REQUEST, {"input": decline}, "returnDeclineRequest"
-            )
+            return self.run(decline_request(return_gid, note))
         except UserErrors as exc:
             # Unlike returnClose/returnCancel, Shopify answers a repeated decline with an error; a
             # replay must not turn into a conflict, so it is treated as the success it is.
@@ -327,73 +364,50 @@ class ShopifyAPI:
             raise
 
     def close(self, return_gid: str) -> ShopifyReturn:
-        """Close an OPEN return (closing a CLOSED one succeeds on Shopify)."""
-        return self._return_mutation(docs.RETURN_CLOSE, {"id": return_gid}, "returnClose")
+        return self.run(close(return_gid))
 
     def cancel(self, return_gid: str) -> ShopifyReturn:
-        """Cancel an OPEN return (cancelling a CANCELED one succeeds on Shopify)."""
-        return self._return_mutation(docs.RETURN_CANCEL, {"id": return_gid}, "returnCancel")
+        return self.run(cancel(return_gid))
 
     def add_tracking(self, reverse_fulfillment_order_gid: str, number: str, url: str | None = None) -> None:
-        """A reverse delivery with the platform's tracking, covering every line, buyer not notified.
-
-        Not idempotent: each call adds a delivery. Check ``ShopifyReturn.tracking_numbers`` first.
-        """
-        tracking: dict[str, str] = {"number": number}
-        if url:
-            tracking["url"] = url
-        variables = {"reverseFulfillmentOrderId": reverse_fulfillment_order_gid, "trackingInput": tracking}
-        self._mutate(
-            docs.REVERSE_DELIVERY_CREATE_WITH_SHIPPING, variables, "reverseDeliveryCreateWithShipping"
-        )
-
-    # -- order mutations ----------------------------------------------------------------------
+        self.run(add_tracking(reverse_fulfillment_order_gid, number, url))
 
     def tags_add(self, order_gid: str, tags: Sequence[str]) -> tuple[str, ...]:
-        """Add tags (additive, case-insensitive on Shopify); returns the order's tags after it."""
-        payload = self._mutate(docs.TAGS_ADD, {"id": order_gid, "tags": list(tags)}, "tagsAdd")
-        return tuple((payload.get("node") or {}).get("tags") or ())
+        return self.run(tags_add(order_gid, tags))
 
     def tags_remove(self, order_gid: str, tags: Sequence[str]) -> tuple[str, ...]:
-        """Remove tags (only those named); returns the order's tags after it."""
-        payload = self._mutate(docs.TAGS_REMOVE, {"id": order_gid, "tags": list(tags)}, "tagsRemove")
-        return tuple((payload.get("node") or {}).get("tags") or ())
+        return self.run(tags_remove(order_gid, tags))
 
-    def set_note(self, order_gid: str, note: str) -> None:
-        """Overwrite the order note (the caller built it from a fresh read; see mapping)."""
-        self._mutate(docs.ORDER_UPDATE_NOTE, {"input": {"id": order_gid, "note": note}}, "orderUpdate")
+    def set_note(self, order_gid: str, note: str) -> str | None:
+        return self.run(set_note(order_gid, note))
 
     # -- app -----------------------------------------------------------------------------------
 
     def subscribe_webhook(self, topic: str, uri: str) -> None:
         """Subscribe the shop's ``topic`` (e.g. ``FULFILLMENTS_CREATE``) to ``uri``; idempotent."""
+        mutation = Mutation(
+            docs.WEBHOOK_SUBSCRIPTION_CREATE,
+            {"topic": topic, "uri": uri},
+            "webhookSubscriptionCreate",
+            _payload,
+        )
         try:
-            self._mutate(
-                docs.WEBHOOK_SUBSCRIPTION_CREATE, {"topic": topic, "uri": uri}, "webhookSubscriptionCreate"
-            )
+            self.run(mutation)
         except UserErrors as exc:
             if not any("already been taken" in message for message in exc.messages):
                 raise
 
-    # -- internals ----------------------------------------------------------------------------
 
-    def _mutate(self, document: str, variables: dict[str, Any], root: str) -> dict[str, Any]:
-        data = self.client.execute(document, variables)
-        payload = data.get(root)
-        operation = operation_of(document)[1]
-        if not isinstance(payload, dict):
-            raise ShopifyGraphQLError([{"message": f"{operation}: empty payload for {root}"}])
-        errors = payload.get("userErrors") or []
-        if errors:
-            raise UserErrors(errors, classify_user_errors(errors), operation)
-        return payload
-
-    def _return_mutation(self, document: str, variables: dict[str, Any], root: str) -> ShopifyReturn:
-        payload = self._mutate(document, variables, root)
-        node = payload.get("return")
-        if not node:
-            raise ShopifyGraphQLError([{"message": f"{root} returned no return and no userErrors"}])
-        return parse_return(node)
+def _returnable(fulfillments: list[dict[str, Any]]) -> tuple[ReturnableLine, ...]:
+    lines: list[ReturnableLine] = []
+    for fulfillment in fulfillments:
+        for item in _nodes(fulfillment.get("returnableFulfillmentLineItems")):
+            fli = item.get("fulfillmentLineItem") or {}
+            quantity = int(item.get("quantity") or 0)
+            if fli.get("id") and quantity > 0:
+                line_item_gid = (fli.get("lineItem") or {}).get("id", "")
+                lines.append(ReturnableLine(fli["id"], line_item_gid, quantity))
+    return tuple(lines)
 
 
 def _reason_fields(line: ReturnLineInput) -> dict[str, Any]:
@@ -406,3 +420,159 @@ def _reason_fields(line: ReturnLineInput) -> dict[str, Any]:
 
 def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# --- mutations as values ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mutation(Generic[T]):
+    """One mutation: its document, variables, root field, and how its payload becomes a result."""
+
+    document: str
+    variables: dict[str, Any]
+    root: str
+    parse: Callable[[dict[str, Any]], T]
+
+    @property
+    def operation(self) -> str:
+        return operation_of(self.document)[1]
+
+    def read(self, payload: Any) -> T | UserErrors:
+        if not isinstance(payload, dict):
+            raise ShopifyGraphQLError([{"message": f"{self.operation}: empty payload for {self.root}"}])
+        errors = payload.get("userErrors") or []
+        if errors:
+            return UserErrors(errors, classify_user_errors(errors), self.operation)
+        return self.parse(payload)
+
+
+def _payload(payload: dict[str, Any]) -> dict[str, Any]:
+    return payload
+
+
+def _returned(root: str) -> Callable[[dict[str, Any]], ShopifyReturn]:
+    def parse(payload: dict[str, Any]) -> ShopifyReturn:
+        node = payload.get("return")
+        if not node:
+            raise ShopifyGraphQLError([{"message": f"{root} returned no return and no userErrors"}])
+        return parse_return(node)
+
+    return parse
+
+
+def _order_tags(payload: dict[str, Any]) -> tuple[str, ...]:
+    return tuple((payload.get("node") or {}).get("tags") or ())
+
+
+def _order_note(payload: dict[str, Any]) -> str | None:
+    return (payload.get("order") or {}).get("note")
+
+
+def _nothing(payload: dict[str, Any]) -> None:
+    return None
+
+
+def return_request(order_gid: str, lines: Sequence[ReturnLineInput]) -> Mutation[ShopifyReturn]:
+    """A return in status REQUESTED (no reverse fulfilment order yet, so no tracking).
+
+    ReturnRequestLineItemInput has no returnReasonNote; its ``customerNote`` is exactly what the
+    buyer wrote, and absent when they wrote nothing (merchants read it as the buyer's).
+    """
+    variables = {
+        "input": {
+            "orderId": order_gid,
+            "returnLineItems": [
+                {
+                    "fulfillmentLineItemId": line.fulfillment_line_item_gid,
+                    "quantity": line.quantity,
+                    **_reason_fields(line),
+                    **({"customerNote": line.customer_note} if line.customer_note else {}),
+                }
+                for line in lines
+            ],
+        }
+    }
+    return Mutation(docs.RETURN_REQUEST, variables, "returnRequest", _returned("returnRequest"))
+
+
+def return_create(order_gid: str, lines: Sequence[ReturnLineInput]) -> Mutation[ShopifyReturn]:
+    """A return in status OPEN, with its reverse fulfilment order. Not idempotent on Shopify."""
+    variables = {
+        "returnInput": {
+            "orderId": order_gid,
+            # Deprecated and ignored by Shopify, but the rule is explicit false everywhere.
+            "notifyCustomer": False,
+            "returnLineItems": [
+                {
+                    "fulfillmentLineItemId": line.fulfillment_line_item_gid,
+                    "quantity": line.quantity,
+                    **_reason_fields(line),
+                    # Exactly the original reason text (Shopify requires one with Other).
+                    **({"returnReasonNote": line.reason_note} if line.reason_note else {}),
+                }
+                for line in lines
+            ],
+        }
+    }
+    return Mutation(docs.RETURN_CREATE, variables, "returnCreate", _returned("returnCreate"))
+
+
+def approve_request(return_gid: str) -> Mutation[ShopifyReturn]:
+    variables = {"input": {"id": return_gid, "notifyCustomer": False}}
+    return Mutation(
+        docs.RETURN_APPROVE_REQUEST, variables, "returnApproveRequest", _returned("returnApproveRequest")
+    )
+
+
+def decline_request(return_gid: str, note: str | None = None) -> Mutation[ShopifyReturn]:
+    decline: dict[str, Any] = {"id": return_gid, "declineReason": "OTHER", "notifyCustomer": False}
+    if note:
+        decline["declineNote"] = note
+    return Mutation(
+        docs.RETURN_DECLINE_REQUEST,
+        {"input": decline},
+        "returnDeclineRequest",
+        _returned("returnDeclineRequest"),
+    )
+
+
+def close(return_gid: str) -> Mutation[ShopifyReturn]:
+    """Close an OPEN return (closing a CLOSED one succeeds on Shopify)."""
+    return Mutation(docs.RETURN_CLOSE, {"id": return_gid}, "returnClose", _returned("returnClose"))
+
+
+def cancel(return_gid: str) -> Mutation[ShopifyReturn]:
+    """Cancel an OPEN return (cancelling a CANCELED one succeeds on Shopify)."""
+    return Mutation(docs.RETURN_CANCEL, {"id": return_gid}, "returnCancel", _returned("returnCancel"))
+
+
+def add_tracking(reverse_fulfillment_order_gid: str, number: str, url: str | None = None) -> Mutation[None]:
+    """A reverse delivery with the platform's tracking, covering every line, buyer not notified.
+
+    Not idempotent: each call adds a delivery. Check ``ShopifyReturn.tracking_numbers`` first.
+    """
+    tracking: dict[str, str] = {"number": number}
+    if url:
+        tracking["url"] = url
+    variables = {"reverseFulfillmentOrderId": reverse_fulfillment_order_gid, "trackingInput": tracking}
+    return Mutation(
+        docs.REVERSE_DELIVERY_CREATE_WITH_SHIPPING, variables, "reverseDeliveryCreateWithShipping", _nothing
+    )
+
+
+def tags_add(order_gid: str, tags: Sequence[str]) -> Mutation[tuple[str, ...]]:
+    """Add tags (additive, case-insensitive on Shopify); the result is the order's tags after it."""
+    return Mutation(docs.TAGS_ADD, {"id": order_gid, "tags": list(tags)}, "tagsAdd", _order_tags)
+
+
+def tags_remove(order_gid: str, tags: Sequence[str]) -> Mutation[tuple[str, ...]]:
+    """Remove tags (only those named); the result is the order's tags after it."""
+    return Mutation(docs.TAGS_REMOVE, {"id": order_gid, "tags": list(tags)}, "tagsRemove", _order_tags)
+
+
+def set_note(order_gid: str, note: str) -> Mutation[str | None]:
+    """Overwrite the order note (the caller built it from a fresh read; see mapping)."""
+    return Mutation(
+        docs.ORDER_UPDATE_NOTE, {"input": {"id": order_gid, "note": note}}, "orderUpdate", _order_note
+    )

@@ -35,9 +35,11 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from config import get_settings
+from workers import metrics
 from workers.retry import RetryPolicy, Verdict, call_policy
 from workers.shopify.errors import (
     AccessDenied,
+    CostTooHigh,
     NotFound,
     OutcomeUnknown,
     ShopifyError,
@@ -54,6 +56,8 @@ from workers.store.calls import CallRecord
 __all__ = [
     "AccessDenied",
     "CallRecord",
+    "CostTooHigh",
+    "Meter",
     "Endpoint",
     "NotFound",
     "OutcomeUnknown",
@@ -205,6 +209,36 @@ class TokenSource(Protocol):
         ...
 
 
+class Meter(Protocol):
+    """The shop's shared API budget as the client sees it (``workers.budget.BudgetGate``)."""
+
+    def take(self, key: str, operation: str, fallback: float) -> float:
+        """Reserve a request's expected cost (waiting briefly), or raise ``Throttled`` /
+        ``CostTooHigh``; returns what was taken."""
+        ...
+
+    def settle(self, key: str, taken: float, cost: dict[str, Any] | None, *, throttled: bool = False) -> None:
+        """An answer came back with these ``extensions.cost`` figures."""
+        ...
+
+    def give_back(self, taken: float) -> None:
+        """The request was certainly not executed."""
+        ...
+
+
+# Until an answer teaches the real figure (workers.budget.CostBook): a mutation root field costs
+# 10 on Shopify; a query's cost depends on its pages, so a middling guess.
+_FALLBACK_MUTATION_COST = 10.0
+_FALLBACK_QUERY_COST = 50.0
+
+
+def cost_key(operation: str, variables: dict[str, Any]) -> str:
+    """What a request's requested cost depends on: the document (named by its operation) and the
+    page sizes among its variables."""
+    sizes = sorted((k, v) for k, v in variables.items() if isinstance(v, int) and not isinstance(v, bool))
+    return operation + "".join(f" {k}={v}" for k, v in sizes)
+
+
 @dataclass(frozen=True)
 class StaticToken:
     """A token that is what it is: a 401 is final."""
@@ -242,7 +276,8 @@ class ShopifyClient:
         *,
         policy: RetryPolicy | None = None,
         on_call: Callable[[CallRecord], None] | None = None,
-        before_mutation: Callable[[], None] | None = None,
+        before_send: Callable[[bool], None] | None = None,
+        meter: Meter | None = None,
         max_throttle_wait_s: float = DEFAULT_MAX_THROTTLE_WAIT_S,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
@@ -250,11 +285,18 @@ class ShopifyClient:
         self.endpoint = endpoint
         self.policy = policy or call_policy(get_settings())
         self.on_call = on_call
-        # Called before every mutation is sent (each retry included); it raises to stop the send.
-        # The sync uses it to re-check its order lock: a fencing token guards Postgres writes,
-        # but only a check right before the request keeps a holder that lost its lock off Shopify.
-        self.before_mutation = before_mutation
+        # Called before every request is sent (each retry included) with whether it is a mutation;
+        # it raises to stop the send. The sync renews its order lease there: a fencing token
+        # guards Postgres writes, but only a check right before the request keeps a holder that
+        # lost its lease off Shopify.
+        self.before_send = before_send
+        # The shop's shared budget: each request's cost is taken before it is sent, so workers of
+        # one shop never send what Shopify would answer THROTTLED.
+        self.meter = meter
         self.max_throttle_wait_s = max_throttle_wait_s
+        # Mutations whose outcome this client could not learn (the caller's view of Shopify is
+        # uncertain from then on).
+        self.unknown_outcomes = 0
         # Injectable so tests can observe the waits without sleeping (and without wall-clock asserts).
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -263,17 +305,31 @@ class ShopifyClient:
 
     def execute(self, document: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         """Send a document and return its ``data``. userErrors are left in the data for the caller."""
+        try:
+            return self._execute(document, variables)
+        except OutcomeUnknown:
+            self.unknown_outcomes += 1
+            raise
+
+    def _execute(self, document: str, variables: dict[str, Any] | None) -> dict[str, Any]:
         op_type, operation = operation_of(document)
         is_mutation = op_type == "mutation"
-        body = {"query": document, "variables": variables or {}, "operationName": operation}
+        variables = variables or {}
+        body = {"query": document, "variables": variables, "operationName": operation}
+        key = cost_key(operation, variables)
+        fallback = (
+            _FALLBACK_MUTATION_COST * document.count("userErrors") if is_mutation else _FALLBACK_QUERY_COST
+        )
         failures = 0  # transient failures (5xx, timeouts, connection errors)
         throttles = 0
         throttle_waited = 0.0
         while True:
-            if is_mutation and self.before_mutation is not None:
-                self.before_mutation()
+            if self.before_send is not None:
+                self.before_send(is_mutation)
+            # Outside the try: waiting longer than is worth it, or never fitting, is the caller's.
+            taken = self.meter.take(key, operation, max(fallback, 1.0)) if self.meter else 0.0
             try:
-                return self._exchange(operation, is_mutation, body)
+                return self._exchange(operation, is_mutation, body, _Charge(key, taken))
             except ShopifyError as exc:
                 throttled = isinstance(exc, Throttled)
                 failures += 0 if throttled else 1
@@ -283,6 +339,7 @@ class ShopifyClient:
                         raise ShopifyUnavailable(f"{operation}: {exc} after {failures} attempts") from exc
                     raise
                 if throttled:
+                    metrics.throttle_wait(self.endpoint.shop_domain)
                     throttles += 1
                     if (
                         throttle_waited + decision.delay_s > self.max_throttle_wait_s
@@ -301,21 +358,43 @@ class ShopifyClient:
 
     # -- one exchange -------------------------------------------------------------------------
 
-    def _exchange(self, operation: str, is_mutation: bool, body: dict[str, Any]) -> dict[str, Any]:
+    def _exchange(
+        self, operation: str, is_mutation: bool, body: dict[str, Any], charge: _Charge
+    ) -> dict[str, Any]:
         """One request, sent again once with a refreshed token after a 401 (Shopify did not act
-        on it, so even a mutation is safe to resend)."""
+        on it, so even a mutation is safe to resend, on the same reserved cost)."""
         token = self.endpoint.tokens.current()
         try:
-            return self._send(operation, is_mutation, body, token)
-        except Unauthorized as exc:
-            # 401: the token expired or was replaced; 403 (a non-expiring token past its cutoff,
-            # APP-AUTH.md §5) is not helped by a refresh.
-            if exc.http_status != 401:
-                raise
-            retry_with = self.endpoint.tokens.after_unauthorized(token)
-            return self._send(operation, is_mutation, body, retry_with)
+            try:
+                return self._send(operation, is_mutation, body, token, charge)
+            except Unauthorized as exc:
+                # 401: the token expired or was replaced; 403 (a non-expiring token past its
+                # cutoff, APP-AUTH.md §5) is not helped by a refresh.
+                if exc.http_status != 401:
+                    raise
+                retry_with = self.endpoint.tokens.after_unauthorized(token)
+                return self._send(operation, is_mutation, body, retry_with, charge)
+        except BaseException as exc:
+            self._unspent(charge, exc)
+            raise
 
-    def _send(self, operation: str, is_mutation: bool, body: dict[str, Any], token: str) -> dict[str, Any]:
+    def _unspent(self, charge: _Charge, exc: BaseException) -> None:
+        """A request that ended without an answer carrying cost figures: hand its reserved cost
+        back when Shopify certainly did not execute it; otherwise it stays spent (the refill
+        heals an overestimate)."""
+        if self.meter is None or charge.settled:
+            return
+        if isinstance(exc, Unauthorized | Throttled) or getattr(exc, "never_sent", False):
+            self.meter.give_back(charge.taken)
+
+    def _settle(self, charge: _Charge, cost: dict[str, Any], *, throttled: bool = False) -> None:
+        if self.meter is not None:
+            charge.settled = True
+            self.meter.settle(charge.key, charge.taken, cost, throttled=throttled)
+
+    def _send(
+        self, operation: str, is_mutation: bool, body: dict[str, Any], token: str, charge: _Charge
+    ) -> dict[str, Any]:
         """One HTTP request and its classification: data, or the ShopifyError it amounts to."""
         settings = get_settings()
         headers = {
@@ -329,19 +408,27 @@ class ShopifyClient:
             response = get_session().post(self.endpoint.url, json=body, headers=headers, timeout=timeout)
         except requests.exceptions.Timeout as exc:
             self._report(operation, CallOutcome.TIMEOUT, None, None, None, started, type(exc).__name__)
-            if is_mutation and not _never_sent(exc):
+            never_sent = _never_sent(exc)
+            if is_mutation and not never_sent:
                 raise OutcomeUnknown(f"{operation}: read timeout after sending") from exc
-            raise TransientError(f"timeout ({type(exc).__name__})") from exc
+            raise TransientError(f"timeout ({type(exc).__name__})", never_sent=never_sent) from exc
         except requests.exceptions.ConnectionError as exc:
             self._report(operation, CallOutcome.CONNECTION_ERROR, None, None, None, started, _short(str(exc)))
-            if is_mutation and not _never_sent(exc):
+            never_sent = _never_sent(exc)
+            if is_mutation and not never_sent:
                 raise OutcomeUnknown(f"{operation}: connection lost after sending") from exc
-            raise TransientError("connection error") from exc
+            raise TransientError("connection error", never_sent=never_sent) from exc
 
         status = response.status_code
         payload = self._json(response)
         extensions = (payload or {}).get("extensions") or {}
         cost = (extensions.get("cost") or {}) if isinstance(extensions, dict) else {}
+        if not isinstance(cost, dict):
+            cost = {}
+        if cost:
+            errors_ = (payload or {}).get("errors")
+            throttled = "THROTTLED" in _error_codes(errors_ if isinstance(errors_, list) else [])
+            self._settle(charge, cost, throttled=throttled)
         # Binds this exchange's figures, so each branch below only says what happened.
         report = functools.partial(
             self._report_exchange,
@@ -376,6 +463,9 @@ class ShopifyClient:
             if isinstance(errors, str | dict):
                 errors = [{"message": errors} if isinstance(errors, str) else errors]
             codes = _error_codes(errors)
+            if "MAX_COST_EXCEEDED" in codes:
+                report(CallOutcome.GRAPHQL_ERROR, _short(errors))
+                raise CostTooHigh(operation, *_max_cost_figures(errors, cost))
             if "THROTTLED" in codes:
                 wait = self._throttle_wait_from_cost(cost)
                 report(CallOutcome.THROTTLED, f"THROTTLED, waiting {wait:.2f}s")
@@ -465,6 +555,7 @@ class ShopifyClient:
             detail=detail,
         )
         log.debug("shopify %s %s: %s", self.endpoint.shop_domain, operation, outcome)
+        metrics.shopify_call(self.endpoint.shop_domain, operation, outcome, time.monotonic() - started)
         if self.on_call is None:
             return
         try:
@@ -473,6 +564,33 @@ class ShopifyClient:
             # Recording is bookkeeping: losing a record must not turn a successful (possibly
             # non-idempotent) Shopify call into a failure the caller would retry.
             log.exception("recording a Shopify call failed (%s %s)", operation, outcome)
+
+
+@dataclass
+class _Charge:
+    """The budget reserved for one request (and its 401 resend), settled once."""
+
+    key: str
+    taken: float
+    settled: bool = False
+
+
+# Shopify refuses any single query above this many requested points (MAX_COST_EXCEEDED).
+_MAX_QUERY_COST = 1000.0
+
+
+def _max_cost_figures(errors: list[dict[str, Any]], cost: dict[str, Any]) -> tuple[float, float]:
+    """(requested cost, limit) of a MAX_COST_EXCEEDED answer."""
+    for error in errors:
+        extensions = error.get("extensions") or {}
+        if extensions.get("code") == "MAX_COST_EXCEEDED":
+            requested, limit = extensions.get("cost"), extensions.get("maxCost")
+            return (
+                float(requested) if isinstance(requested, int | float) else _MAX_QUERY_COST + 1,
+                float(limit) if isinstance(limit, int | float) else _MAX_QUERY_COST,
+            )
+    figure = cost.get("requestedQueryCost")
+    return (float(figure) if isinstance(figure, int | float) else _MAX_QUERY_COST + 1, _MAX_QUERY_COST)
 
 
 def _int_or_none(value: Any) -> int | None:

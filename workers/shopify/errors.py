@@ -36,6 +36,20 @@ class Throttled(ShopifyUnavailable):
         super().__init__(f"throttled by Shopify; retry after {retry_after_s:.1f}s", retry_after_s)
 
 
+class CostTooHigh(ShopifyError):
+    """A request whose requested cost this shop can never serve: above its bucket (it would be
+    THROTTLED forever) or above Shopify's 1,000-point single-query limit (``MAX_COST_EXCEEDED``).
+    Not sent again as it is: the caller asks for smaller pages, or gives up with this detail."""
+
+    def __init__(self, operation: str, requested: float, limit: float) -> None:
+        super().__init__(
+            f"{operation} requests {requested:.0f} cost points; this shop can serve at most {limit:.0f}"
+        )
+        self.operation = operation
+        self.requested = requested
+        self.limit = limit
+
+
 class Unauthorized(ShopifyError):
     """HTTP 401/403: the token is invalid or revoked (the app was uninstalled)."""
 
@@ -67,7 +81,11 @@ class NotFound(ShopifyGraphQLError):
 class TransientError(ShopifyError):
     """One exchange failed in a way worth retrying (5xx, timeout, connection error on a request
     Shopify has not acted on). The client's call policy retries it; after the last attempt the
-    caller gets ``ShopifyUnavailable``."""
+    caller gets ``ShopifyUnavailable``. ``never_sent``: the connection was never established."""
+
+    def __init__(self, message: str, *, never_sent: bool = False) -> None:
+        super().__init__(message)
+        self.never_sent = never_sent
 
 
 class ShopifyHTTPError(ShopifyError):

@@ -7,6 +7,7 @@ run plans from it, so a lost answer, a crash or a staff edit is seen rather than
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from workers.statuses import ShopifyStatus
 
@@ -38,6 +39,9 @@ class LiveOrder:
     note: str | None
     line_items: dict[str, tuple[int, int]] = field(hash=False)  # GID -> (quantity, unfulfilled)
     returns: tuple[ShopifyReturn, ...] = ()
+    # Fulfillment line items still returnable, as read; None when not read with the order (a
+    # snapshot the sync kept, or after a return was created: quantities have changed).
+    returnable: tuple[ReturnableLine, ...] | None = None
 
     def has_tag(self, tag: str) -> bool:
         """Shopify tags are case-insensitive."""
@@ -48,7 +52,9 @@ class LiveOrder:
 
     def with_return(self, shopify_return: ShopifyReturn) -> LiveOrder:
         others = tuple(r for r in self.returns if r.gid != shopify_return.gid)
-        return replace(self, returns=(*others, shopify_return))
+        known = self.return_by_gid(shopify_return.gid) is not None
+        # A new return holds some of what was returnable: that list is stale now.
+        return replace(self, returns=(*others, shopify_return), returnable=self.returnable if known else None)
 
     def fulfilled_quantity(self, line_item_gid: str) -> int:
         quantity, unfulfilled = self.line_items.get(line_item_gid, (0, 0))
@@ -71,3 +77,47 @@ class ReturnLineInput:
     reason_definition_gid: str | None
     reason_note: str | None  # returnCreate's returnReasonNote: the original reason text
     customer_note: str | None = None  # returnRequest's customerNote: the buyer's own note
+
+
+def order_to_json(order: LiveOrder) -> dict[str, Any]:
+    """A LiveOrder as JSON (what ``workers.store.snapshots`` keeps); what was returnable is left
+    out, since any return created later changes it."""
+    return {
+        "gid": order.gid,
+        "name": order.name,
+        "tags": list(order.tags),
+        "note": order.note,
+        "line_items": {gid: list(quantities) for gid, quantities in order.line_items.items()},
+        "returns": [
+            {
+                "gid": r.gid,
+                "name": r.name,
+                "status": str(r.status),
+                "lines": [list(line) for line in r.lines],
+                "reverse_fulfillment_order_gids": list(r.reverse_fulfillment_order_gids),
+                "tracking_numbers": list(r.tracking_numbers),
+            }
+            for r in order.returns
+        ],
+    }
+
+
+def order_from_json(data: dict[str, Any]) -> LiveOrder:
+    return LiveOrder(
+        gid=data["gid"],
+        name=data["name"],
+        tags=tuple(data["tags"]),
+        note=data["note"],
+        line_items={gid: (int(q[0]), int(q[1])) for gid, q in data["line_items"].items()},
+        returns=tuple(
+            ShopifyReturn(
+                gid=r["gid"],
+                name=r["name"],
+                status=ShopifyStatus(r["status"]),
+                lines=tuple((str(line[0]), int(line[1])) for line in r["lines"]),
+                reverse_fulfillment_order_gids=tuple(r["reverse_fulfillment_order_gids"]),
+                tracking_numbers=tuple(r["tracking_numbers"]),
+            )
+            for r in data["returns"]
+        ),
+    )

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg2
 import psycopg2.extensions
@@ -107,3 +108,33 @@ def transaction() -> Iterator[psycopg2.extras.RealDictCursor]:
             if not conn.closed:
                 conn.rollback()
             raise
+
+
+def single_statement(sql: str, params: tuple[Any, ...] | Mapping[str, Any]) -> dict[str, Any] | None:
+    """One statement in autocommit: atomic by itself, and one round trip (no BEGIN, no COMMIT).
+    Returns its first row, if any."""
+    with connection() as conn:
+        conn.autocommit = True
+        try:
+            with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                cur.execute(sql, params)
+                row = cur.fetchone() if cur.description else None
+        finally:
+            if not conn.closed:
+                conn.autocommit = False
+    return dict(row) if row is not None else None
+
+
+def cooperate_if_gevent() -> bool:
+    """Make psycopg2 wait cooperatively when this process runs under gevent's monkey patching
+    (gunicorn's gevent workers, Celery's gevent pool); a no-op otherwise. True if patched."""
+    try:
+        from gevent import monkey
+    except ImportError:  # pragma: no cover - gevent is a requirement
+        return False
+    if not monkey.is_module_patched("socket"):
+        return False
+    from psycogreen.gevent import patch_psycopg
+
+    patch_psycopg()
+    return True

@@ -1,8 +1,8 @@
 """Fencing tokens: the one place that decides whether a holder of an order may still write.
 
-Each holder of an order's lock (``workers.locking``) bumps ``orders.fence`` when it takes the lock
-and keeps the new value as its token. A holder whose lock was lost (its session dropped while it
-was inside a slow Shopify call, and another worker took the order) still has the old token: every
+Each holder of an order's lease (``workers.locking``) bumps ``orders.fence`` when it takes the
+lease and keeps the new value as its token. A holder whose lease was lost (it expired while the
+holder was stopped or stuck, and another worker took the order) still has the old token: every
 write it attempts through ``fenced`` raises ``LostLock`` and changes nothing.
 """
 
@@ -40,13 +40,3 @@ def fenced(order_id: int, token: int) -> Iterator[psycopg2.extras.RealDictCursor
     with transaction() as cur:
         check_fence(cur, order_id, token, share_lock=True)
         yield cur
-
-
-def bump_fence(order_id: int) -> int:
-    """A new holder's token: every older token is stale from here on."""
-    with transaction() as cur:
-        cur.execute("UPDATE orders SET fence = fence + 1 WHERE id = %s RETURNING fence", (order_id,))
-        row = cur.fetchone()
-    if row is None:
-        raise LookupError(f"no order with id {order_id}")
-    return int(row["fence"])

@@ -9,6 +9,7 @@ only when the writer's transaction commits, so the relay never rings for work th
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from workers.statuses import OPEN_EVENT_STATUSES
@@ -32,19 +33,33 @@ def rearm(cur: Any, event_row_id: int) -> None:
         notify(cur)
 
 
-def unrung(limit: int = 500) -> dict[int, list[int]]:
-    """Open events no doorbell was rung for (accepted, or waiting and woken): order id -> event
-    row ids, oldest orders first."""
+@dataclass(frozen=True)
+class Unrung:
+    order_id: int
+    shop_id: int
+    event_ids: tuple[int, ...]
+
+
+def unrung(limit: int = 500) -> list[Unrung]:
+    """Open events no doorbell was rung for (accepted, or waiting and woken), per order, oldest
+    orders first."""
     with transaction() as cur:
         cur.execute(
             """
-            SELECT order_id, array_agg(id ORDER BY id) AS event_ids FROM events
+            SELECT order_id, min(shop_id) AS shop_id, array_agg(id ORDER BY id) AS event_ids FROM events
             WHERE status = ANY(%s) AND enqueued_at IS NULL
             GROUP BY order_id ORDER BY min(id) LIMIT %s
             """,
             (sorted(OPEN_EVENT_STATUSES), limit),
         )
-        return {row["order_id"]: list(row["event_ids"]) for row in cur.fetchall()}
+        return [Unrung(row["order_id"], row["shop_id"], tuple(row["event_ids"])) for row in cur.fetchall()]
+
+
+def shop_of(order_id: int) -> int | None:
+    with transaction() as cur:
+        cur.execute("SELECT shop_id FROM orders WHERE id = %s", (order_id,))
+        row = cur.fetchone()
+    return int(row["shop_id"]) if row else None
 
 
 def mark_rung(event_row_ids: Sequence[int]) -> None:

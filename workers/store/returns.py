@@ -11,17 +11,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from workers import metrics
 from workers.events import InvalidEvent, ReturnEvent, load_event
 from workers.statuses import (
     FINAL_EVENT_STATUSES,
     OPEN_EVENT_STATUSES,
+    Category,
     EventStatus,
     ReturnState,
     RunOutcome,
     ShopifyStatus,
     SyncState,
 )
-from workers.store import outbox
+from workers.store import outbox, problems
 from workers.store.db import transaction
 from workers.store.fencing import fenced
 
@@ -54,6 +56,7 @@ class ReturnRow:
     waiting_since: datetime | None
     note_appended: bool
     failures: int
+    category: Category | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,7 @@ def _return(row: Mapping[str, Any]) -> ReturnRow:
         waiting_since=row["waiting_since"],
         note_appended=row["note_appended"],
         failures=row["failures"],
+        category=Category(row["category"]) if row.get("category") else None,
     )
 
 
@@ -262,6 +266,7 @@ def finish_return(
     applied_state: ReturnState | None = None,
     shopify_status: ShopifyStatus | None = None,
     reset_failures: bool = True,
+    category: Category | None = None,
 ) -> None:
     """Set a return's sync state and its open events' statuses in one transaction, so the status
     API never shows a return synced with events still pending (or the reverse).
@@ -270,9 +275,13 @@ def finish_return(
     open event of the return the same status. ``waiting_since`` is kept from the first wait
     (COALESCE) and cleared when no longer waiting; ``applied_state`` and ``shopify_status`` are
     what the run reached and saw (kept when None). ``reset_failures``: the run got a clear answer
-    for this return, so its chain of failed attempts ends.
+    for this return, so its chain of failed attempts ends. ``category``: why it is not synced (the
+    error inbox, ``workers.store.problems``); None for a synced return.
     """
+    finished: list[dict[str, Any]] = []
     with fenced(order_id, token) as cur:
+        cur.execute("SELECT sync, applied_state, category, detail FROM returns WHERE id = %s", (return_id,))
+        before = cur.fetchone()
         cur.execute(
             """
             UPDATE returns SET sync = %s, detail = %s,
@@ -280,29 +289,59 @@ def finish_return(
                 applied_state = COALESCE(%s, applied_state),
                 shopify_status = COALESCE(%s, shopify_status),
                 failures = CASE WHEN %s THEN 0 ELSE failures END,
-                attempts = attempts + 1, updated_at = now()
+                category = %s, attempts = attempts + 1, updated_at = now()
             WHERE id = %s
+            RETURNING sync, applied_state, category, detail
             """,
-            (sync, detail, sync, waiting_since, applied_state, shopify_status, reset_failures, return_id),
+            (
+                sync,
+                detail,
+                sync,
+                waiting_since,
+                applied_state,
+                shopify_status,
+                reset_failures,
+                category,
+                return_id,
+            ),
         )
+        after = cur.fetchone()
+        if after is not None and (before is None or dict(before) != dict(after)):
+            cur.execute(
+                "INSERT INTO return_changes (return_id, sync, applied_state, category, detail)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                (return_id, after["sync"], after["applied_state"], after["category"], after["detail"]),
+            )
+        if category is None:
+            problems.clear(cur, return_id)
+        else:
+            problems.note(cur, return_id, category, sync, detail or str(category))
         for event_row_id, (status, event_detail) in (event_statuses or {}).items():
-            _set_event(cur, return_id, status, event_detail, event_row_id)
+            finished += _set_event(cur, return_id, status, event_detail, event_row_id)
         if all_open is not None:
-            _set_event(cur, return_id, all_open[0], all_open[1], None)
+            finished += _set_event(cur, return_id, all_open[0], all_open[1], None)
+    # Counted once committed, so a rolled-back run counts nothing.
+    for event in finished:
+        metrics.event_finished(event["domain"], event["type"], event["status"], event["received_at"])
 
 
 def _set_event(
     cur: Any, return_id: int, status: EventStatus, detail: str | None, event_row_id: int | None
-) -> None:
-    """One open event of the return (or all of them, for ``event_row_id`` None) to ``status``."""
+) -> list[dict[str, Any]]:
+    """One open event of the return (or all of them, for ``event_row_id`` None) to ``status``;
+    returns the events that reached a final status."""
     cur.execute(
         """
-        UPDATE events SET status = %s, detail = %s,
+        UPDATE events e SET status = %s, detail = %s,
             finished_at = CASE WHEN %s = ANY(%s) THEN now() ELSE NULL END
-        WHERE return_id = %s AND status = ANY(%s) AND (%s::bigint IS NULL OR id = %s)
+        FROM shops s
+        WHERE s.id = e.shop_id AND e.return_id = %s AND e.status = ANY(%s)
+          AND (%s::bigint IS NULL OR e.id = %s)
+        RETURNING s.domain, e.type, e.status, e.received_at
         """,
         (status, detail, status, _FINAL, return_id, _OPEN, event_row_id, event_row_id),
     )
+    return [dict(row) for row in cur.fetchall() if row["status"] in _FINAL]
 
 
 def count_failure(order_id: int, token: int, return_id: int) -> int:
@@ -391,6 +430,72 @@ def reset_for_replay(order_id: int) -> int:
         return len(reset)
 
 
+def select_returns(
+    shop_domain: str,
+    *,
+    return_id: str | None = None,
+    order_id: int | None = None,
+    category: Category | None = None,
+) -> list[int]:
+    """Return row ids for a repair: one platform return, an order's returns, or every return of a
+    category in a shop."""
+    with transaction() as cur:
+        cur.execute(
+            """
+            SELECT r.id FROM returns r JOIN shops s ON s.id = r.shop_id
+            WHERE s.domain = %(shop)s
+              AND (%(ret)s::text IS NULL OR r.platform_return_id = %(ret)s)
+              AND (%(order)s::bigint IS NULL OR r.order_id = %(order)s)
+              AND (%(category)s::text IS NULL OR r.category = %(category)s)
+            ORDER BY r.id
+            """,
+            {"shop": shop_domain, "ret": return_id, "order": order_id, "category": category},
+        )
+        return [int(row["id"]) for row in cur.fetchall()]
+
+
+def repair_returns(return_ids: list[int], *, whole: bool) -> int:
+    """An operator's repair of these returns; returns how many events go back to work.
+
+    ``whole=False`` (*retry*): the failed and waiting events go back to accepted, and the next run
+    plans from where Shopify stands. ``whole=True`` (*reset*): every event of the return does,
+    what was applied is forgotten (the Shopify return it maps to is kept, so nothing is created
+    twice), and the run replays the return from its stored events. Either way the failure count
+    restarts and the relay rings the orders as soon as this commits.
+    """
+    if not return_ids:
+        return 0
+    statuses = ["failed", "waiting"] if not whole else [s.value for s in EventStatus]
+    with transaction() as cur:
+        cur.execute(
+            """
+            UPDATE events SET status = 'accepted', detail = NULL, finished_at = NULL, enqueued_at = NULL
+            WHERE return_id = ANY(%s) AND status = ANY(%s) RETURNING order_id
+            """,
+            (return_ids, statuses),
+        )
+        reset = cur.fetchall()
+        cur.execute(
+            """
+            UPDATE returns SET sync = 'pending', detail = NULL, category = NULL, waiting_since = NULL,
+                failures = 0, applied_state = CASE WHEN %s THEN NULL ELSE applied_state END,
+                updated_at = now()
+            WHERE id = ANY(%s)
+            """,
+            (whole, return_ids),
+        )
+        cur.execute(
+            "UPDATE problems SET solved_at = now(), solved_by = 'operator', comment = %s"
+            " WHERE return_id = ANY(%s) AND solved_at IS NULL",
+            ("reset" if whole else "retried", return_ids),
+        )
+        orders = sorted({row["order_id"] for row in reset})
+        if orders:
+            cur.execute("UPDATE orders SET next_run_at = NULL WHERE id = ANY(%s)", (orders,))
+            outbox.notify(cur)
+        return len(reset)
+
+
 def db_now() -> datetime:
     """The database clock: every timestamp compared by the sweep was written with it."""
     with transaction() as cur:
@@ -399,3 +504,202 @@ def db_now() -> datetime:
     assert row is not None
     now: datetime = row["now"]
     return now
+
+
+# --- Reconciliation: the waiting backoff, the horizon, the drift check --------------------------
+
+
+def due_orders_backing_off(
+    now: datetime, stale_after_s: float, base_s: float, cap_s: float, limit: int = 500
+) -> list[int]:
+    """``due_orders``, with waiting work on a growing schedule: a waiting event is rung again only
+    once the time since it was last rung (``enqueued_at``) is at least as long as its return had
+    been waiting then (``waiting_since``), and never less than ``base_s`` nor more than ``cap_s``.
+    Looks after 5, 10, 20, 40 minutes... of waiting, then every ``cap_s`` up to the horizon."""
+    stale_before = now - timedelta(seconds=stale_after_s)
+    with transaction() as cur:
+        cur.execute(
+            """
+            SELECT DISTINCT o.id FROM orders o
+            JOIN events e ON e.order_id = o.id
+            JOIN returns r ON r.id = e.return_id
+            WHERE (e.status = 'accepted'
+                   AND (e.enqueued_at IS NULL
+                        OR (e.enqueued_at < %(stale)s
+                            AND (o.next_run_at IS NULL OR o.next_run_at <= %(now)s))))
+               OR (e.status = 'waiting' AND (o.next_run_at IS NULL OR o.next_run_at <= %(now)s)
+                   AND (e.enqueued_at IS NULL OR r.waiting_since IS NULL
+                        OR e.enqueued_at + LEAST(make_interval(secs => %(cap)s),
+                                                 GREATEST(make_interval(secs => %(base)s),
+                                                          e.enqueued_at - r.waiting_since)) <= %(now)s))
+            ORDER BY o.id
+            LIMIT %(limit)s
+            """,
+            {"stale": stale_before, "now": now, "base": base_s, "cap": cap_s, "limit": limit},
+        )
+        return [row["id"] for row in cur.fetchall()]
+
+
+@dataclass(frozen=True)
+class OverHorizon:
+    """A return that has waited longer than its shop's horizon, with why it waits."""
+
+    return_id: int
+    order_id: int
+    shop_domain: str
+    order_gid: str | None
+    waiting_horizon_s: int
+    reason: str
+    category: Category | None  # why it waited (the error inbox keeps it when the wait ends)
+
+
+def over_horizon(now: datetime, limit: int, return_id: int | None = None) -> list[OverHorizon]:
+    """Returns parked (their events waiting, none newly accepted) for longer than their shop's
+    horizon, the longest-waiting first; ``return_id`` asks about one return only. The reason is
+    the waiting events' detail (what the run parked them with), else the return's."""
+    with transaction() as cur:
+        cur.execute(
+            """
+            SELECT r.id, r.order_id, s.domain, o.order_gid, s.waiting_horizon_s, r.category,
+                   COALESCE((SELECT e.detail FROM events e WHERE e.return_id = r.id AND e.status = 'waiting'
+                             ORDER BY e.id DESC LIMIT 1), r.detail, 'waiting') AS reason
+            FROM returns r JOIN shops s ON s.id = r.shop_id JOIN orders o ON o.id = r.order_id
+            WHERE r.sync = 'waiting'
+              AND r.waiting_since < %(now)s - make_interval(secs => s.waiting_horizon_s)
+              AND EXISTS (SELECT 1 FROM events e WHERE e.return_id = r.id AND e.status = 'waiting')
+              AND NOT EXISTS (SELECT 1 FROM events e WHERE e.return_id = r.id AND e.status = 'accepted')
+              AND (%(one)s::bigint IS NULL OR r.id = %(one)s)
+            ORDER BY r.waiting_since, r.id
+            LIMIT %(limit)s
+            """,
+            {"now": now, "one": return_id, "limit": limit},
+        )
+        return [
+            OverHorizon(
+                return_id=row["id"],
+                order_id=row["order_id"],
+                shop_domain=row["domain"],
+                order_gid=row["order_gid"],
+                waiting_horizon_s=row["waiting_horizon_s"],
+                reason=row["reason"],
+                category=Category(row["category"]) if row["category"] else None,
+            )
+            for row in cur.fetchall()
+        ]
+
+
+@dataclass(frozen=True)
+class DriftCandidate:
+    return_id: int
+    order_id: int
+    shop_id: int
+
+
+# Returns whose work is done as far as the sync knows: what was applied can be compared.
+_SETTLED = (SyncState.SYNCED, SyncState.CONFLICT)
+
+
+def drift_candidates(now: datetime, window_s: float, recheck_s: float, limit: int) -> list[DriftCandidate]:
+    """Returns changed within ``window_s`` with something applied on Shopify and no open work,
+    not compared since their last change nor within ``recheck_s``; never compared first."""
+    with transaction() as cur:
+        cur.execute(
+            """
+            SELECT r.id, r.order_id, r.shop_id FROM returns r JOIN shops s ON s.id = r.shop_id
+            WHERE r.updated_at >= %(now)s - make_interval(secs => %(window)s)
+              AND r.sync = ANY(%(settled)s)
+              AND r.shopify_return_gid IS NOT NULL AND r.applied_state IS NOT NULL
+              AND s.status = 'active'
+              AND (r.drift_checked_at IS NULL OR r.drift_checked_at < r.updated_at
+                   OR r.drift_checked_at < %(now)s - make_interval(secs => %(recheck)s))
+              AND NOT EXISTS (SELECT 1 FROM events e WHERE e.return_id = r.id AND e.status = ANY(%(open)s))
+            ORDER BY r.drift_checked_at NULLS FIRST, r.id
+            LIMIT %(limit)s
+            """,
+            {
+                "now": now,
+                "window": window_s,
+                "recheck": recheck_s,
+                "settled": list(_SETTLED),
+                "open": _OPEN,
+                "limit": limit,
+            },
+        )
+        return [DriftCandidate(row["id"], row["order_id"], row["shop_id"]) for row in cur.fetchall()]
+
+
+def has_open_events(return_id: int) -> bool:
+    with transaction() as cur:
+        cur.execute(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE return_id = %s AND status = ANY(%s)) AS open",
+            (return_id, _OPEN),
+        )
+        row = cur.fetchone()
+    return bool(row and row["open"])
+
+
+def reset_for_drift_repair(
+    cur: Any,
+    order_id: int,
+    return_id: int,
+    *,
+    detail: str,
+    redecorate: bool = False,
+    renote: bool = False,
+    forget_mapping: bool = False,
+) -> int:
+    """Inside the caller's fenced transaction: the return's applied, superseded and conflict
+    events back to accepted (unrung, so the relay rings the order) and the return pending with
+    ``detail``, so the next run plans it again from Shopify's live state. ``redecorate``: a
+    completed return forgets it was decorated (the planner then decorates it again);
+    ``renote``: the exchange note is appended again; ``forget_mapping``: the Shopify return is
+    forgotten (the run adopts a matching one or creates it). Returns how many events were reset."""
+    cur.execute(
+        """
+        UPDATE events SET status = 'accepted', detail = NULL, finished_at = NULL, enqueued_at = NULL
+        WHERE return_id = %s AND status IN ('applied', 'superseded', 'conflict')
+        """,
+        (return_id,),
+    )
+    reset = int(cur.rowcount)
+    if reset:
+        outbox.notify(cur)
+    cur.execute(
+        """
+        UPDATE returns SET sync = 'pending', detail = %(detail)s, waiting_since = NULL, failures = 0,
+            applied_state = CASE WHEN %(forget)s OR (%(redecorate)s AND applied_state = 'completed') THEN NULL
+                                 ELSE applied_state END,
+            note_appended = CASE WHEN %(renote)s OR %(forget)s THEN false ELSE note_appended END,
+            shopify_return_gid = CASE WHEN %(forget)s THEN NULL ELSE shopify_return_gid END,
+            shopify_status = CASE WHEN %(forget)s THEN NULL ELSE shopify_status END,
+            updated_at = now()
+        WHERE id = %(id)s
+        """,
+        {
+            "detail": detail,
+            "forget": forget_mapping,
+            "redecorate": redecorate,
+            "renote": renote,
+            "id": return_id,
+        },
+    )
+    cur.execute("UPDATE orders SET next_run_at = NULL WHERE id = %s", (order_id,))
+    return reset
+
+
+def mark_drift_conflict(cur: Any, return_id: int, detail: str, shopify_status: ShopifyStatus | None) -> None:
+    """Inside the caller's fenced transaction: the return is a conflict Shopify decided (changed
+    there in a way the sync never undoes); its events keep their statuses."""
+    cur.execute(
+        """
+        UPDATE returns SET sync = 'conflict', detail = %s, shopify_status = COALESCE(%s, shopify_status),
+            category = 'drift', updated_at = now()
+        WHERE id = %s
+        """,
+        (detail, shopify_status, return_id),
+    )
+
+
+def mark_drift_checked(cur: Any, return_id: int) -> None:
+    """The drift check's cursor; ``updated_at`` stays what the sync last changed."""
+    cur.execute("UPDATE returns SET drift_checked_at = now() WHERE id = %s", (return_id,))

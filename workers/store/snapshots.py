@@ -1,0 +1,48 @@
+"""The order as the sync last knew it on Shopify, kept so the next run need not read it again.
+
+A run ends knowing exactly what Shopify holds for the order when every one of its requests was
+answered (no lost answer, no failed attempt): what it read, plus what its own mutations returned.
+It saves that snapshot with its fencing token. The next holder of the order's lease has the next
+token, so ``trusted`` hands the snapshot over only to it, and only if nothing else held the order in
+between (a run that crashed, a drift check, a run that did not save). Anything Shopify changed on
+its own (staff in the admin) is met by the mutations themselves: a transition Shopify's state no
+longer allows is answered as a conflict, and the run reads the order and plans again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg2.extras
+
+from workers.store.db import transaction
+from workers.store.fencing import fenced
+
+
+def trusted(order_id: int, token: int) -> dict[str, Any] | None:
+    """The snapshot the run just before this holder saved, if it was the one just before."""
+    with transaction() as cur:
+        cur.execute(
+            "SELECT snapshot FROM orders WHERE id = %s AND snapshot_fence = %s AND snapshot IS NOT NULL",
+            (order_id, token - 1),
+        )
+        row = cur.fetchone()
+    return dict(row["snapshot"]) if row else None
+
+
+def save(order_id: int, token: int, snapshot: dict[str, Any] | None) -> None:
+    """What this run knows Shopify holds now (None: it is not sure, the next run reads)."""
+    with fenced(order_id, token) as cur:
+        cur.execute(
+            "UPDATE orders SET snapshot = %s, snapshot_fence = %s WHERE id = %s",
+            (None if snapshot is None else psycopg2.extras.Json(snapshot), token, order_id),
+        )
+
+
+def carry(order_id: int, token: int) -> None:
+    """A run that changed nothing on Shopify passes the snapshot it was given on to the next."""
+    with fenced(order_id, token) as cur:
+        cur.execute(
+            "UPDATE orders SET snapshot_fence = %s WHERE id = %s AND snapshot_fence = %s",
+            (token, order_id, token - 1),
+        )
