@@ -106,17 +106,21 @@ def rfc3339(v: Any) -> bool:
     return datetime(2000, 1, 1) <= utc <= datetime.now(UTC).replace(tzinfo=None) + timedelta(days=7)
 
 
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_HTTP_URL = (
+    rf"https?://([^\s/?#@]*@)?(localhost|({_LABEL}\.)+[a-z0-9-]{{2,}}\.?|{_LABEL}\.?)(:\d+)?([/?]\S*)?"
+)
+
+
 def http_url(v: Any) -> bool:
     return (
         type(v) is str
         and len(v) <= 2048
         # Scheme and host are case-insensitive (RFC 3986 §3.1, §3.2.2): "https://Tracking.example"
-        # is a valid tracking URL.
-        and bool(
-            re.fullmatch(
-                r"https?://(localhost|([a-z0-9-]+\.)+[a-z]{2,})(/[A-Za-z0-9/_.-]*)?", v, flags=re.IGNORECASE
-            )
-        )
+        # is a valid tracking URL. The host is a DNS name (a single label such as an intranet host
+        # is one too) or localhost, optionally after user info and before a port; the rest is any
+        # path or query without whitespace.
+        and bool(re.fullmatch(_HTTP_URL, v, flags=re.IGNORECASE))
     )
 
 
