@@ -89,9 +89,9 @@ class Settings:
     apply_backoff_base_s: float = 5.0
     apply_backoff_cap_s: float = 600.0
 
-    # The relay (workers/relay.py): how often it looks without a notification, and its backoff
-    # while the broker refuses messages.
-    relay_poll_s: float = 1.0
+    # The relay (workers/relay.py): how often it looks at the outbox (ingest does not notify it:
+    # migration 0011 says why), and its backoff while the broker refuses messages.
+    relay_poll_s: float = 0.1
     relay_backoff_s: float = 0.5
     relay_backoff_cap_s: float = 30.0
 

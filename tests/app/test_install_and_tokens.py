@@ -201,7 +201,7 @@ def test_a_token_expiring_in_a_backlog_is_refreshed_once_per_expiry_while_8_work
     # Every call a little slow, so the backlog outlives the token a few times over
     app_world.admin.set_faults(domain, latency_ms=100)
     order_ids = [record(domain, "created", f"R-{n}", gids[f"#{n}"], {300 + n: 1}) for n in range(40)]
-    with worker_processes(concurrency=8):
+    with worker_processes(concurrency=1, processes=8):
         for order_id in order_ids:
             assert publish(order_id)
         assert wait_until(lambda: set(statuses(domain).values()) == {"applied"}, 120)

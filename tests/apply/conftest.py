@@ -179,39 +179,44 @@ def _stop(process: subprocess.Popen[bytes], log: Any) -> None:
 
 
 @contextmanager
-def worker_processes(concurrency: int) -> Iterator[subprocess.Popen[bytes]]:
-    """A real Celery worker (the gevent pool, as the Procfile runs it: ``concurrency`` runs at once
-    in one process) consuming the returns queue, and beside it the relay, as in the Procfile: the
-    relay hands out runs that come due later (an order handed back while its shop's budget
-    refills, a busy order), so without it such a run would wait for the sweep."""
+def worker_processes(concurrency: int, processes: int = 1) -> Iterator[subprocess.Popen[bytes]]:
+    """``processes`` real Celery workers (the gevent pool, as the Procfile runs it: ``concurrency``
+    runs at once in each), each a node of its own, consuming the returns queue; and beside them
+    the relay, as in the Procfile: the relay hands out runs that come due later (an order handed
+    back while its shop's budget refills, a busy order), so without it such a run would wait for
+    the sweep. Yields the first worker."""
     celery = str(Path(sys.executable).with_name("celery"))
-    worker, worker_log = _spawn(
-        [
-            celery,
-            "-A",
-            "tasks.app",
-            "worker",
-            "-P",
-            "gevent",
-            "--concurrency",
-            str(concurrency),
-            "-l",
-            "info",
-            "-Q",
-            "returns",
-            "--without-gossip",
-            "--without-mingle",
-            "-n",
-            f"test-{uuid.uuid4().hex[:6]}@%h",
-        ],
-        "celery-worker-",
-    )
+    workers = [
+        _spawn(
+            [
+                celery,
+                "-A",
+                "tasks.app",
+                "worker",
+                "-P",
+                "gevent",
+                "--concurrency",
+                str(concurrency),
+                "-l",
+                "info",
+                "-Q",
+                "returns",
+                "--without-gossip",
+                "--without-mingle",
+                "-n",
+                f"test-{uuid.uuid4().hex[:6]}@%h",
+            ],
+            "celery-worker-",
+        )
+        for _ in range(processes)
+    ]
     relay, relay_log = _spawn([sys.executable, "-m", "workers.relay"], "relay-")
     try:
-        yield worker
+        yield workers[0][0]
     finally:
         _stop(relay, relay_log)
-        _stop(worker, worker_log)
+        for worker, log in workers:
+            _stop(worker, log)
 
 
 @pytest.fixture

@@ -1,9 +1,10 @@
 """The outbox of doorbells: which orders have work nobody has rung for yet.
 
 An accepted event is its own outbox entry: ``enqueued_at`` NULL means "no doorbell rung for it".
-Writers (ingest, an operator's replay) set that state in their own transaction and ``notify`` the
-relay (``workers.relay``), which rings the order and marks the events. Postgres delivers a NOTIFY
-only when the writer's transaction commits, so the relay never rings for work that is not there.
+Writers set that state in their own transaction; the relay (``workers.relay``) polls for it, rings
+the order and marks the events. Rare writers (an operator's replay, a reinstall) also ``notify``
+the relay, which Postgres delivers only when their transaction commits; ingest does not, because a
+notifying commit holds a database-wide lock through its WAL flush (migration 0011).
 """
 
 from __future__ import annotations
