@@ -238,3 +238,30 @@ def test_a_holder_that_was_fenced_out_fails_its_check(order_id: int):
     with pytest.raises(LostLock, match="fence"):
         lock.check()
     lock.release()
+
+
+def test_a_lease_that_could_not_be_released_in_a_postgres_outage_is_released_once_it_is_back(
+    order_id: int, monkeypatch: pytest.MonkeyPatch
+):
+    import psycopg2
+
+    import workers.locking as locking
+
+    key = order_key("lock-test.myshopify.com", "gid://shopify/Order/1", order_id)
+    lock = try_lock_order(key, order_id, ttl_s=3600)
+    assert lock is not None
+
+    def unreachable(*args: object) -> None:
+        raise psycopg2.OperationalError("server closed the connection unexpectedly")
+
+    # Given the run ends while Postgres restarts: its release cannot reach it
+    monkeypatch.setattr(locking, "single_statement", unreachable)
+    lock.release()
+    monkeypatch.undo()
+    with transaction() as cur:
+        cur.execute("SELECT count(*) AS n FROM order_leases WHERE order_id = %s", (order_id,))
+        assert cur.fetchone()["n"] == 1  # still leased, for an hour
+    # When this process next takes a lease (Postgres is back), the order is free at once
+    other = try_lock_order(key, order_id)
+    assert other is not None
+    other.release()

@@ -161,7 +161,8 @@ return fmt(untilt)
 )
 
 # ARGV: prefix, max_total, max_per_shop, in_flight_ttl_s, limit
-# Returns {order, shop, order, shop, ...} handed out, then the next wake-up in seconds ('' if none).
+# Returns {order, shop, order, shop, ...} handed out, then the next wake-up in seconds ('' if none,
+# or if the fleet is at its limit: a run's end dispatches then).
 _DISPATCH = (
     _PRELUDE
     + """
@@ -209,9 +210,13 @@ while total < max_total and #out < 2 * limit and guard < 4 * limit do
     total = total + 1
   end
 end
-local nxt = redis.call('ZRANGE', P .. 'shops', 0, 0, 'WITHSCORES')
 local wake = ''
-if #nxt > 0 then wake = fmt(math.max(0, tonumber(nxt[2]) - now)) end
+-- At the fleet's limit nothing can be handed out before a run ends, and every run's end
+-- dispatches: no wake-up (a caller that looked again at once would only spin).
+if total < max_total then
+  local nxt = redis.call('ZRANGE', P .. 'shops', 0, 0, 'WITHSCORES')
+  if #nxt > 0 then wake = fmt(math.max(0, tonumber(nxt[2]) - now)) end
+end
 out[#out + 1] = wake
 return out
 """

@@ -46,6 +46,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 import time
 from types import TracebackType
 
@@ -159,7 +160,11 @@ class OrderLock:
         try:
             single_statement(_RELEASE, self._params(keys=self.keys))
         except (psycopg2.OperationalError, psycopg2.InterfaceError):
-            log.warning("could not release the lease of order %s; it expires by itself", self.order_id)
+            # Postgres is away (a restart): the lease would block its order for a whole TTL. Keep
+            # it and release it as soon as this process reaches Postgres again.
+            log.warning("could not release the lease of order %s; releasing it later", self.order_id)
+            with _leftovers_lock:
+                _leftovers.append((self.holder, list(self.keys)))
         self.keys = []
 
     def __enter__(self) -> OrderLock:
@@ -174,7 +179,32 @@ class OrderLock:
         self.release()
 
 
+_leftovers: list[tuple[str, list[str]]] = []  # (holder, keys) whose release did not reach Postgres
+_leftovers_lock = threading.Lock()
+
+
+def release_leftovers() -> int:
+    """Release the leases this process could not release while Postgres was away; returns how
+    many were released (one that expired and was taken over meanwhile is simply not ours)."""
+    with _leftovers_lock:
+        pending = list(_leftovers)
+        _leftovers.clear()
+    released, failed = 0, []
+    for holder, keys in pending:
+        try:
+            single_statement(_RELEASE, {"holder": holder, "keys": keys})
+            released += 1
+        except (psycopg2.OperationalError, psycopg2.InterfaceError):
+            failed.append((holder, keys))
+    if failed:
+        with _leftovers_lock:
+            _leftovers.extend(failed)
+    return released
+
+
 def try_lock_order(key: str, order_id: int, *, ttl_s: float | None = None) -> OrderLock | None:
     """Take the order's lease without waiting; None when another worker holds it."""
+    if _leftovers:
+        release_leftovers()
     lock = OrderLock(order_id, ttl_s=ttl_s)
     return lock if lock._take(key, bump=True) else None

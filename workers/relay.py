@@ -4,8 +4,8 @@ hand out ready work as it comes due.
     python -m workers.relay        (the ``relay`` process of the Procfile; run one or several)
 
 Ingest only writes Postgres: an accepted event is an outbox entry (``enqueued_at`` NULL). This
-process looks at the outbox every ``RELAY_POLL_S`` (a tenth of a second; one indexed query), and at
-once when a rare writer (an operator's repair, a reinstall) NOTIFYs
+process looks at the outbox every ``RELAY_POLL_S`` (25 ms; one indexed query), and at once when
+a rare writer (an operator's repair, a reinstall) NOTIFYs
 ``workers.store.outbox.WORK_CHANNEL``; ingest does not notify, since a notifying commit holds a
 database-wide lock through its WAL flush (migration 0011). Each look rings every order with
 unrung events into the fair dispatcher (``workers.dispatch``), marks those events, and

@@ -86,9 +86,14 @@ def test_no_more_than_the_fleet_can_run_is_in_flight(redis_client: redis.Redis):
     d = make(redis_client, max_in_flight=3)
     for shop in range(1, 6):
         d.ring(shop, shop)
-    assert len(handed(d)) == 3
+    first = handed(d)
+    assert len(first) == 3
     assert handed(d) == []
     assert d.state().in_flight == 3
+    # Ready work waits for a run to end, and a run's end dispatches: no wake-up to spin on
+    assert d.dispatch().wake_in_s is None
+    d.finish(first[0], first[0])
+    assert len(handed(d)) == 1
 
 
 def test_a_delayed_ring_is_handed_out_once_it_is_due(redis_client: redis.Redis):
