@@ -1,4 +1,5 @@
--- Ingest without NOTIFY: record_event() no longer wakes the relays for each accepted event.
+-- Ingest at the limit: record_event() no longer wakes the relays for each accepted event, and
+-- finds an order by index however many orders its shop has.
 --
 -- A transaction that NOTIFYs takes one database-wide lock at commit and holds it until its commit
 -- record is flushed (so notifications are queued in commit order), which serialises every
@@ -7,6 +8,13 @@
 -- instead (RELAY_POLL_S, 25 ms: one indexed query that finds nothing when idle).
 -- The rare writers (an operator's repair, a producer's retry of an open event, a reinstall) still
 -- notify: for them a wake-up at once is worth one lock.
+--
+-- An order was looked up by `order_ref = x OR order_gid = x` (and the same for its name), which no
+-- index serves: every first event of a return scanned all of its shop's orders. Each look-up is
+-- now one probe of an index of its own, and the orders of a shop can be found by GID and by name.
+
+CREATE INDEX orders_gid_idx ON orders (shop_id, order_gid) WHERE order_gid IS NOT NULL;
+CREATE INDEX orders_name_idx ON orders (shop_id, order_name) WHERE order_name IS NOT NULL;
 
 CREATE OR REPLACE FUNCTION record_event(
     p_event_id text, p_shop text, p_return_id text, p_order_gid text, p_order_name text,
@@ -48,15 +56,21 @@ BEGIN
     IF v_return IS NULL THEN
         -- The one order row of this Shopify order: by GID, else by a name not known to be
         -- another order; events of one order must serialise on one row.
+        -- Each look-up one index probe (an OR across two columns would scan the shop's orders).
         IF p_order_gid IS NOT NULL THEN
-            SELECT o.id INTO order_id FROM orders o
-             WHERE o.shop_id = v_shop AND (o.order_ref = p_order_gid OR o.order_gid = p_order_gid)
-             ORDER BY (o.order_ref = p_order_gid) DESC, o.id LIMIT 1;
+            SELECT o.id INTO order_id FROM orders o WHERE o.shop_id = v_shop AND o.order_ref = p_order_gid;
+            IF order_id IS NULL THEN
+                SELECT o.id INTO order_id FROM orders o
+                 WHERE o.shop_id = v_shop AND o.order_gid = p_order_gid ORDER BY o.id LIMIT 1;
+            END IF;
         END IF;
         IF order_id IS NULL AND p_order_name IS NOT NULL THEN
-            SELECT o.id INTO order_id FROM orders o
-             WHERE o.shop_id = v_shop AND (o.order_ref = p_order_name OR o.order_name = p_order_name)
-               AND (p_order_gid IS NULL OR o.order_gid IS NULL OR o.order_gid = p_order_gid)
+            SELECT o.id INTO order_id FROM (
+                SELECT id, order_gid FROM orders WHERE shop_id = v_shop AND order_ref = p_order_name
+                UNION ALL
+                SELECT id, order_gid FROM orders WHERE shop_id = v_shop AND order_name = p_order_name
+            ) o
+             WHERE p_order_gid IS NULL OR o.order_gid IS NULL OR o.order_gid = p_order_gid
              ORDER BY o.id LIMIT 1;
         END IF;
         IF order_id IS NULL THEN
