@@ -29,8 +29,11 @@ def apply_order(self: ReturnsTask, order_id: int) -> str:
     ahead of any backlog. Waiting work (fulfilment, a reinstall) is not scheduled here: the sweep
     rings the order at orders.next_run_at, however long that is.
     """
+    doorbell.alive(order_id)  # the message may have waited: its place in the dispatcher stays
     try:
-        result = apply.apply_order(order_id, worker=self.request.hostname)
+        result = apply.apply_order(
+            order_id, worker=self.request.hostname, alive=lambda: doorbell.alive(order_id)
+        )
     except Exception as exc:
         # Postgres away (nothing could be recorded): back after the run policy's first wait.
         delay = run_policy(_settings).decide(exc, attempt=1).delay_s

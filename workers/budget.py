@@ -298,16 +298,24 @@ class CostBook:
 
     def __init__(self) -> None:
         self._costs: dict[str, float] = {}
+        self._actual: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def known(self, key: str) -> float | None:
         with self._lock:
             return self._costs.get(key)
 
-    def learn(self, key: str, requested: float | None) -> None:
-        if requested is not None and _finite(requested) and requested >= 0:
-            with self._lock:
+    def actual(self, key: str) -> float | None:
+        """What this kind of request was last really charged (``actualQueryCost``)."""
+        with self._lock:
+            return self._actual.get(key)
+
+    def learn(self, key: str, requested: float | None, actual: float | None = None) -> None:
+        with self._lock:
+            if requested is not None and _finite(requested) and requested >= 0:
                 self._costs[key] = float(requested)
+            if actual is not None and _finite(actual) and actual >= 0:
+                self._actual[key] = float(actual)
 
 
 COSTS = CostBook()
@@ -389,14 +397,21 @@ class BudgetGate:
     def settle(
         self, key: str, taken: float, cost: Mapping[str, Any] | None, *, throttled: bool = False
     ) -> None:
-        """After an answer: what it really cost, and Shopify's view of the bucket."""
+        """After an answer: what it really cost, and Shopify's view of the bucket. Without an
+        answer's figures (a 5xx, a timeout, a lost answer: ``cost`` None) the request is taken to
+        have cost what this kind of request last cost: Shopify holds a request's requested cost
+        only while it runs, so keeping all of it charged would hold back, for a 603-point read
+        that costs 14, three seconds of a 200-point shop's budget per failure."""
         figures = cost or {}
-        self.costs.learn(key, _reported(figures, "requestedQueryCost"))
+        actual = _reported(figures, "actualQueryCost")
+        self.costs.learn(key, _reported(figures, "requestedQueryCost"), actual)
+        if cost is None and not throttled:
+            actual = self.costs.actual(key)
         status = figures.get("throttleStatus")
         try:
             self.budget.settle(
                 taken,
-                None if throttled else _reported(figures, "actualQueryCost"),
+                None if throttled else actual,
                 status if isinstance(status, Mapping) else None,
                 throttled=throttled,
             )

@@ -222,6 +222,20 @@ return out
 """
 )
 
+# ARGV: prefix, order, in_flight_ttl_s. Returns 1 if the order was in flight (now for longer).
+_TOUCH = (
+    _PRELUDE
+    + """
+local order = ARGV[2]
+local shop = redis.call('HGET', P .. 'inflight_shop', order)
+if not shop then return 0 end
+local expires = now_s() + tonumber(ARGV[3])
+redis.call('ZADD', P .. 'inflight', 'XX', expires, order)
+redis.call('ZADD', P .. 'running:' .. shop, 'XX', expires, order)
+return 1
+"""
+)
+
 # ARGV: prefix
 _STATE = """
 local P = ARGV[1]
@@ -272,6 +286,7 @@ class Dispatcher:
         self._pause = redis.register_script(_PAUSE)
         self._dispatch = redis.register_script(_DISPATCH)
         self._state = redis.register_script(_STATE)
+        self._touch = redis.register_script(_TOUCH)
 
     def ring(self, shop_id: int, order_id: int, delay_s: float = 0.0) -> bool:
         """The order has work, due in ``delay_s``. True: it is ready (now or later); False: it is
@@ -294,6 +309,11 @@ class Dispatcher:
         pause = "" if pause_shop_s is None else _delay(pause_shop_s)
         shop = "" if shop_id is None else str(shop_id)
         self._finish(args=[self.prefix, order_id, again, self.shop_max_in_flight, shop, pause])
+
+    def touch(self, order_id: int) -> bool:
+        """The order's run is alive: its place stays taken for another ``in_flight_ttl_s``. A run
+        that stops touching (its worker was killed) frees its place when that time is up."""
+        return bool(self._touch(args=[self.prefix, order_id, repr(self.in_flight_ttl_s)]))
 
     def pause(self, shop_id: int, seconds: float) -> None:
         """No run of this shop is handed out for ``seconds`` (its Shopify budget is spent)."""

@@ -53,8 +53,10 @@ def dispatcher() -> Dispatcher:
         get_redis(),
         max_in_flight=settings.dispatch_max_in_flight,
         shop_max_in_flight=settings.dispatch_shop_max_in_flight,
-        # Longer than a task may run, and than its message may wait behind a full fleet.
-        in_flight_ttl_s=2.0 * (settings.task_deadline_s + 30),
+        # A run keeps its place by touching it whenever it renews its order's lease (and when it
+        # starts), so a place whose run was killed is free again within about two lease lives:
+        # a worker killed mid-run would otherwise shrink its shop's share until the place expired.
+        in_flight_ttl_s=2.0 * settings.order_lease_ttl_s,
     )
 
 
@@ -107,6 +109,14 @@ def ring(order_id: int, shop_id: int | None = None, delay_s: float = 0.0) -> boo
         # The order is rung; a missing mark only means the sweep may ring it once more.
         log.warning("rang order %s but could not mark its events", order_id, exc_info=True)
     return True
+
+
+def alive(order_id: int) -> None:
+    """The order's run is going on: keep its place in the dispatcher. Never raises."""
+    try:
+        dispatcher().touch(order_id)
+    except RedisError as exc:
+        log.debug("could not touch order %s in the dispatcher: %s", order_id, type(exc).__name__)
 
 
 def finished(order_id: int, again_in_s: float | None = None, *, pause_shop_s: float | None = None) -> None:

@@ -48,6 +48,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 
 import psycopg2
@@ -103,8 +104,11 @@ def _holder() -> str:
 class OrderLock:
     """The leases one run holds on an order's keys, and this holder's fencing token."""
 
-    def __init__(self, order_id: int, *, ttl_s: float | None = None) -> None:
+    def __init__(
+        self, order_id: int, *, ttl_s: float | None = None, on_renew: Callable[[], None] | None = None
+    ) -> None:
         self.order_id = order_id
+        self.on_renew = on_renew  # told after each renewal (the dispatcher keeps the run's place)
         self.holder = _holder()
         self.ttl_s = float(ttl_s if ttl_s is not None else get_settings().order_lease_ttl_s)
         self.token: int = 0
@@ -147,6 +151,8 @@ class OrderLock:
         if row["fence"] is None or int(row["fence"]) != self.token:
             raise LostLock(f"order {self.order_id}: fence is {row['fence']}, this holder has {self.token}")
         self._renewed_at = time.monotonic()
+        if self.on_renew is not None:
+            self.on_renew()
 
     def guard(self, mutation: bool) -> None:
         """Called before every Shopify request: a mutation is only sent by a confirmed owner; a
@@ -202,9 +208,11 @@ def release_leftovers() -> int:
     return released
 
 
-def try_lock_order(key: str, order_id: int, *, ttl_s: float | None = None) -> OrderLock | None:
+def try_lock_order(
+    key: str, order_id: int, *, ttl_s: float | None = None, on_renew: Callable[[], None] | None = None
+) -> OrderLock | None:
     """Take the order's lease without waiting; None when another worker holds it."""
     if _leftovers:
         release_leftovers()
-    lock = OrderLock(order_id, ttl_s=ttl_s)
+    lock = OrderLock(order_id, ttl_s=ttl_s, on_renew=on_renew)
     return lock if lock._take(key, bump=True) else None

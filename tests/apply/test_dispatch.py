@@ -151,6 +151,21 @@ def test_a_run_that_never_finished_is_handed_out_again_after_the_in_flight_ttl(r
     assert handed(d) == [10]
 
 
+def test_a_run_that_keeps_touching_its_place_keeps_it_past_the_in_flight_ttl(redis_client: redis.Redis):
+    d = make(redis_client, max_in_flight=1, in_flight_ttl_s=0.3)
+    d.ring(1, 10)
+    d.ring(2, 20)
+    assert handed(d) == [10]
+    for _ in range(4):  # a long run renewing its lease, 0.4 s in all
+        time.sleep(0.1)
+        assert d.touch(10) is True
+    # Its place is still taken: neither a second copy of it nor another order was handed out
+    assert handed(d) == []
+    d.finish(10)
+    assert handed(d) == [20]
+    assert d.touch(10) is False  # a finished run has no place to keep
+
+
 def test_a_refused_publish_puts_the_order_back(redis_client: redis.Redis):
     d = make(redis_client)
     d.ring(1, 10)

@@ -85,14 +85,17 @@ def endpoint_of(shop: Shop) -> Endpoint:
     return Endpoint(shop.domain, shop.graphql_url, ShopTokens(shop))
 
 
-def apply_order(order_id: int, *, worker: str | None = None) -> RunResult:
-    """Bring Shopify in line with the order's open events. Raises only when Postgres is away."""
+def apply_order(
+    order_id: int, *, worker: str | None = None, alive: Callable[[], None] | None = None
+) -> RunResult:
+    """Bring Shopify in line with the order's open events. Raises only when Postgres is away.
+    ``alive`` is told each time the run renews its lease (the dispatcher keeps its place)."""
     settings = get_settings()
     order = store.load_order(order_id)
     if order is None:
         return RunResult(RunOutcome.MISSING, detail=f"no order {order_id}")
     shop = get_shop(order.shop_id)
-    lock = try_lock_order(order_key(shop.domain, order.order_gid, order.id), order.id)
+    lock = try_lock_order(order_key(shop.domain, order.order_gid, order.id), order.id, on_renew=alive)
     if lock is None:
         metrics.lock_busy()
         return RunResult(RunOutcome.BUSY, settings.order_lock_retry_s, "order locked by another worker")

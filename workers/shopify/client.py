@@ -380,12 +380,15 @@ class ShopifyClient:
 
     def _unspent(self, charge: _Charge, exc: BaseException) -> None:
         """A request that ended without an answer carrying cost figures: hand its reserved cost
-        back when Shopify certainly did not execute it; otherwise it stays spent (the refill
-        heals an overestimate)."""
+        back when Shopify certainly did not execute it; otherwise settle it without figures (the
+        meter charges what such a request usually costs)."""
         if self.meter is None or charge.settled:
             return
+        charge.settled = True
         if isinstance(exc, Unauthorized | Throttled) or getattr(exc, "never_sent", False):
             self.meter.give_back(charge.taken)
+        else:
+            self.meter.settle(charge.key, charge.taken, None)
 
     def _settle(self, charge: _Charge, cost: dict[str, Any], *, throttled: bool = False) -> None:
         if self.meter is not None:
