@@ -90,7 +90,7 @@ class Settings:
     apply_backoff_cap_s: float = 600.0
 
     # The relay (workers/relay.py): how often it looks at the outbox (ingest does not notify it:
-    # migration 0011 says why), and its backoff while the broker refuses messages.
+    # migration 0008 says why), and its backoff while the broker refuses messages.
     relay_poll_s: float = 0.025
     relay_backoff_s: float = 0.5
     relay_backoff_cap_s: float = 30.0

@@ -7,7 +7,7 @@ Ingest only writes Postgres: an accepted event is an outbox entry (``enqueued_at
 process looks at the outbox every ``RELAY_POLL_S`` (25 ms; one indexed query), and at once when
 a rare writer (an operator's repair, a reinstall) NOTIFYs
 ``workers.store.outbox.WORK_CHANNEL``; ingest does not notify, since a notifying commit holds a
-database-wide lock through its WAL flush (migration 0011). Each look rings every order with
+database-wide lock through its WAL flush (migration 0008). Each look rings every order with
 unrung events into the fair dispatcher (``workers.dispatch``), marks those events, and
 dispatches. It also wakes when the dispatcher says the next delayed run is due, so a run meant to
 come back in N seconds is handed out then. So:

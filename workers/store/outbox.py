@@ -4,7 +4,7 @@ An accepted event is its own outbox entry: ``enqueued_at`` NULL means "no doorbe
 Writers set that state in their own transaction; the relay (``workers.relay``) polls for it, rings
 the order and marks the events. Rare writers (an operator's replay, a reinstall) also ``notify``
 the relay, which Postgres delivers only when their transaction commits; ingest does not, because a
-notifying commit holds a database-wide lock through its WAL flush (migration 0011).
+notifying commit holds a database-wide lock through its WAL flush (migration 0008).
 """
 
 from __future__ import annotations

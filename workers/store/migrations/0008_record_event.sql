@@ -1,10 +1,25 @@
 -- Ingest in one round trip: record_event() does what workers/store/inbox.py did in seven
--- statements (the shop, the duplicate check, the order and return rows, the event, the relay's
--- NOTIFY), as one statement, so an accepted event costs a single exchange with Postgres and is
--- atomic without a BEGIN/COMMIT of its own.
+-- statements (the shop, the duplicate check, the order and return rows, the event; the relay's
+-- NOTIFY is dropped, see below) as one statement, so an accepted event costs a single exchange
+-- with Postgres and is atomic without a BEGIN/COMMIT of its own.
 --
 -- Returns one row: status ('accepted' | 'duplicate' | 'conflict' | 'unknown_shop'), the order row,
 -- the event row and the stored event's status.
+--
+-- It sends no NOTIFY: a transaction that NOTIFYs takes one database-wide lock at commit and holds
+-- it until its commit record is flushed (so notifications are queued in commit order), which
+-- serialises every notifying commit, WAL flush included, and undoes group commit: measured on 2
+-- cores, 16 clients, ingest went from 414 to 617 events/s with nothing else changed. The relays
+-- poll the outbox instead (RELAY_POLL_S, 25 ms: one indexed query that finds nothing when idle).
+-- The rare writers (an operator's repair, a producer's retry of an open event, a reinstall) still
+-- notify: for them a wake-up at once is worth one lock.
+--
+-- Each order look-up is one index probe: `order_ref = x OR order_gid = x` (and the same for the
+-- name) is served by no index and would scan all of the shop's orders for every first event of a
+-- return.
+
+CREATE INDEX orders_gid_idx ON orders (shop_id, order_gid) WHERE order_gid IS NOT NULL;
+CREATE INDEX orders_name_idx ON orders (shop_id, order_name) WHERE order_name IS NOT NULL;
 
 CREATE FUNCTION record_event(
     p_event_id text, p_shop text, p_return_id text, p_order_gid text, p_order_name text,
@@ -46,15 +61,21 @@ BEGIN
     IF v_return IS NULL THEN
         -- The one order row of this Shopify order: by GID, else by a name not known to be
         -- another order; events of one order must serialise on one row.
+        -- Each look-up one index probe (an OR across two columns would scan the shop's orders).
         IF p_order_gid IS NOT NULL THEN
-            SELECT o.id INTO order_id FROM orders o
-             WHERE o.shop_id = v_shop AND (o.order_ref = p_order_gid OR o.order_gid = p_order_gid)
-             ORDER BY (o.order_ref = p_order_gid) DESC, o.id LIMIT 1;
+            SELECT o.id INTO order_id FROM orders o WHERE o.shop_id = v_shop AND o.order_ref = p_order_gid;
+            IF order_id IS NULL THEN
+                SELECT o.id INTO order_id FROM orders o
+                 WHERE o.shop_id = v_shop AND o.order_gid = p_order_gid ORDER BY o.id LIMIT 1;
+            END IF;
         END IF;
         IF order_id IS NULL AND p_order_name IS NOT NULL THEN
-            SELECT o.id INTO order_id FROM orders o
-             WHERE o.shop_id = v_shop AND (o.order_ref = p_order_name OR o.order_name = p_order_name)
-               AND (p_order_gid IS NULL OR o.order_gid IS NULL OR o.order_gid = p_order_gid)
+            SELECT o.id INTO order_id FROM (
+                SELECT id, order_gid FROM orders WHERE shop_id = v_shop AND order_ref = p_order_name
+                UNION ALL
+                SELECT id, order_gid FROM orders WHERE shop_id = v_shop AND order_name = p_order_name
+            ) o
+             WHERE p_order_gid IS NULL OR o.order_gid IS NULL OR o.order_gid = p_order_gid
              ORDER BY o.id LIMIT 1;
         END IF;
         IF order_id IS NULL THEN
@@ -90,8 +111,6 @@ BEGIN
         status := CASE WHEN v_same THEN 'duplicate' ELSE 'conflict' END;
         RETURN;
     END IF;
-    -- Wake the relays; delivered when this statement's transaction commits.
-    PERFORM pg_notify('returnsync_work', '');
     status := 'accepted';
     event_status := 'accepted';
 END;
