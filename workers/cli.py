@@ -91,11 +91,22 @@ def _register_shop(args: argparse.Namespace) -> int:
 
 
 def _shops(args: argparse.Namespace) -> int:
+    from redis.exceptions import RedisError
+
+    from workers.budget import gate_for
     from workers.store.reports import shops
 
+    rows = shops()
+    for row in rows:
+        # The shared budget mirror (Redis): points available of the bucket, and its refill.
+        try:
+            state = gate_for(row["shop"]).budget.state()
+            row["budget"] = f"{state.available:.0f}/{state.maximum:.0f} +{state.restore_rate:g}/s"
+        except RedisError:
+            row["budget"] = "unknown (Redis away)"
     columns = ["shop", "status", "token_kind", "access_expires_at", "api_version", "missing_scopes",
-               "unsynced", "pending", "waiting", "failed", "throttled_last_minute"]  # fmt: skip
-    emit(args, shops(), columns)
+               "budget", "unsynced", "pending", "waiting", "failed", "throttled_last_minute"]  # fmt: skip
+    emit(args, rows, columns)
     return 0
 
 

@@ -4,6 +4,7 @@ listed by category, cleared by the repair (or by itself when the cause goes)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -144,5 +145,11 @@ def test_the_cli_lists_diagnoses_and_repairs(shop: ShopUnderTest):
     assert kinds == {"event", "state", "run", "shopify"}
     solved = cli("inbox", "solve", str(item["id"]), "--comment", "asked the merchant to fulfil")
     assert solved.returncode == 0 and problems.listing(shop.domain) == []
+    shops_listed = [json.loads(line) for line in cli("shops", "--json").stdout.splitlines()]
+    [listed_shop] = [row for row in shops_listed if row["shop"] == shop.domain]
+    # The shop's shared API budget as the run left it (learned from Shopify's answers), and its backlog
+    available, maximum, rate = re.fullmatch(r"(\d+)/(\d+) \+([\d.]+)/s", listed_shop["budget"]).groups()
+    assert 0 <= int(available) <= int(maximum) and float(rate) > 0
+    assert (listed_shop["waiting"], listed_shop["status"]) == (1, "active")
     for command in ("shops", "returns", "inbox", "diagnose", "timeline", "retry", "reset", "status"):
         assert cli(command, "--help").returncode == 0
