@@ -202,7 +202,10 @@ def dict_config(process: str, level: str | int | None = None) -> dict[str, Any]:
         "loggers": {
             # Without handlers of their own, they propagate to the root's.
             "gunicorn.error": {"level": level, "handlers": [], "propagate": True},
-            "gunicorn.access": {"level": level, "handlers": [], "propagate": True},
+            # Off: gunicorn writes access lines whenever it is given a logging config, and they
+            # carry raw paths and query strings (an OAuth callback's code and HMAC, shop and return
+            # ids). The app logs what it needs, by route rule.
+            "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
         },
     }
 

@@ -186,3 +186,16 @@ def test_given_a_client_that_stalls_mid_body_then_408_and_valid_requests_still_p
         for conn in stalled:
             conn.close()
         stop(proc)
+
+
+def test_gunicorn_never_logs_a_request_line(shop: shops.Shop) -> None:
+    # An OAuth callback's query carries a single-use code and an HMAC; no log line may hold them.
+    proc, base = start_gunicorn(LOG_LEVEL="INFO")
+    try:
+        requests.get(base + "/shopify/callback?code=secret-oauth-code-123&hmac=abc&shop=x", timeout=10)
+        requests.get(base + "/v1/returns/acme-nl.myshopify.com/R-secret-path-1", timeout=10)
+    finally:
+        stop(proc)
+    log = proc.stderr.read().decode()
+    assert "secret-oauth-code-123" not in log and "R-secret-path-1" not in log
+    assert "Booting worker" in log  # the log was captured, with gunicorn's own lines in it
