@@ -24,8 +24,8 @@ from workers.shopify.api import ShopifyAPI
 from workers.shopify.client import Endpoint, ShopifyClient
 from workers.shopify.errors import ShopifyError
 from workers.statuses import Category, SyncState
+from workers.store import reports
 from workers.store import returns as store
-from workers.store.db import transaction
 from workers.store.returns import LoadedReturn
 from workers.store.shops import Shop, ShopStatus, TokenKind, get_shop
 
@@ -113,28 +113,14 @@ def explain(return_id: str, sync: SyncState, category: Category | None, detail: 
 def _lease(shop: Shop, order: store.OrderRow) -> str | None:
     """Who holds the order's lease now, and until when (None when it is free)."""
     keys = [order_key(shop.domain, order.order_gid, order.id), order_key(shop.domain, None, order.id)]
-    with transaction() as cur:
-        cur.execute(
-            "SELECT holder, expires_at - now() AS left FROM order_leases"
-            " WHERE key = ANY(%s) AND expires_at > now() ORDER BY expires_at DESC LIMIT 1",
-            (keys,),
-        )
-        row = cur.fetchone()
+    row = reports.lease_of(keys)
     if row is None:
         return None
     return f"held by {row['holder']} for {row['left'].total_seconds():.0f} s more unless renewed"
 
 
 def _doorbell(order_id: int) -> str:
-    with transaction() as cur:
-        cur.execute(
-            "SELECT count(*) FILTER (WHERE status IN ('accepted', 'waiting')) AS open,"
-            " count(*) FILTER (WHERE status IN ('accepted', 'waiting') AND enqueued_at IS NULL) AS unrung,"
-            " max(enqueued_at) AS rung_at FROM events WHERE order_id = %s",
-            (order_id,),
-        )
-        row = cur.fetchone()
-    assert row is not None
+    row = reports.doorbell_of(order_id)
     if not row["open"]:
         return "no open event"
     if row["unrung"]:
@@ -144,14 +130,7 @@ def _doorbell(order_id: int) -> str:
 
 def _budget(shop: Shop) -> Check:
     """The shop's API budget as the workers share it (the Redis mirror), and Shopify's refusals."""
-    with transaction() as cur:
-        cur.execute(
-            "SELECT count(*) AS n FROM shopify_calls WHERE shop_id = %s AND outcome = 'throttled'"
-            " AND at > now() - interval '1 minute'",
-            (shop.id,),
-        )
-        row = cur.fetchone()
-    throttled = int(row["n"]) if row else 0
+    throttled = reports.throttled_last_minute(shop.id)
     refused = f"{throttled} throttled answer(s) in the last minute"
     try:
         state = gate_for(shop.domain).budget.state()
@@ -180,24 +159,15 @@ def _token(shop: Shop) -> Check:
 
 def diagnose(shop_domain: str, return_id: str) -> Diagnosis | None:
     """The live diagnosis of one platform return (None: no such return)."""
-    with transaction() as cur:
-        cur.execute(
-            "SELECT r.id FROM returns r JOIN shops s ON s.id = r.shop_id"
-            " WHERE s.domain = %s AND r.platform_return_id = %s",
-            (shop_domain, return_id),
-        )
-        row = cur.fetchone()
-    if row is None:
+    found = reports.find_return(shop_domain, return_id)
+    if found is None:
         return None
-    return _diagnose(store.load_return(int(row["id"])))
+    return _diagnose(store.load_return(found.return_row_id))
 
 
 def diagnose_order(order_id: int) -> list[Diagnosis]:
     """Every return of an order row, diagnosed."""
-    with transaction() as cur:
-        cur.execute("SELECT id FROM returns WHERE order_id = %s ORDER BY id", (order_id,))
-        ids = [int(row["id"]) for row in cur.fetchall()]
-    return [_diagnose(store.load_return(return_row_id)) for return_row_id in ids]
+    return [_diagnose(store.load_return(return_row_id)) for return_row_id in reports.returns_of(order_id)]
 
 
 def _diagnose(loaded: LoadedReturn) -> Diagnosis:

@@ -5,6 +5,7 @@ Reads only; bounded by a limit each. The error inbox itself is ``workers.store.p
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from workers.store.db import transaction
@@ -36,15 +37,73 @@ def returns(
         return [dict(row) for row in cur.fetchall()]
 
 
-def order_of(shop: str, return_id: str) -> int | None:
+@dataclass(frozen=True)
+class FoundReturn:
+    return_row_id: int
+    order_id: int
+
+
+def find_return(shop: str, return_id: str) -> FoundReturn | None:
+    """A platform return's row and its order's row, by shop domain and the platform's id."""
     with transaction() as cur:
         cur.execute(
-            "SELECT r.order_id FROM returns r JOIN shops s ON s.id = r.shop_id"
+            "SELECT r.id, r.order_id FROM returns r JOIN shops s ON s.id = r.shop_id"
             " WHERE s.domain = %s AND r.platform_return_id = %s",
             (shop, return_id),
         )
         row = cur.fetchone()
-    return int(row["order_id"]) if row else None
+    return FoundReturn(int(row["id"]), int(row["order_id"])) if row else None
+
+
+def order_of(shop: str, return_id: str) -> int | None:
+    found = find_return(shop, return_id)
+    return found.order_id if found else None
+
+
+def returns_of(order_id: int) -> list[int]:
+    """The return rows of an order row, oldest first."""
+    with transaction() as cur:
+        cur.execute("SELECT id FROM returns WHERE order_id = %s ORDER BY id", (order_id,))
+        return [int(row["id"]) for row in cur.fetchall()]
+
+
+def lease_of(keys: list[str]) -> dict[str, Any] | None:
+    """Who holds a lease on any of these order keys now (``holder``, ``left``), if anyone."""
+    with transaction() as cur:
+        cur.execute(
+            "SELECT holder, expires_at - now() AS left FROM order_leases"
+            " WHERE key = ANY(%s) AND expires_at > now() ORDER BY expires_at DESC LIMIT 1",
+            (keys,),
+        )
+        row = cur.fetchone()
+    return dict(row) if row else None
+
+
+def doorbell_of(order_id: int) -> dict[str, Any]:
+    """An order's open events (``open``), those no doorbell was rung for (``unrung``), and when
+    one was last rung (``rung_at``)."""
+    with transaction() as cur:
+        cur.execute(
+            "SELECT count(*) FILTER (WHERE status IN ('accepted', 'waiting')) AS open,"
+            " count(*) FILTER (WHERE status IN ('accepted', 'waiting') AND enqueued_at IS NULL) AS unrung,"
+            " max(enqueued_at) AS rung_at FROM events WHERE order_id = %s",
+            (order_id,),
+        )
+        row = cur.fetchone()
+    assert row is not None
+    return dict(row)
+
+
+def throttled_last_minute(shop_id: int) -> int:
+    """THROTTLED answers Shopify gave this shop in the last minute (the call log)."""
+    with transaction() as cur:
+        cur.execute(
+            "SELECT count(*) AS n FROM shopify_calls WHERE shop_id = %s AND outcome = 'throttled'"
+            " AND at > now() - interval '1 minute'",
+            (shop_id,),
+        )
+        row = cur.fetchone()
+    return int(row["n"]) if row else 0
 
 
 def timeline(order_id: int, limit: int = 1000) -> list[dict[str, Any]]:
