@@ -301,14 +301,15 @@ class Dispatcher:
         again_in_s: float | None = None,
         *,
         pause_shop_s: float | None = None,
-    ) -> None:
+    ) -> bool:
         """A run of the order ended; ``again_in_s``: it must come back that much later;
         ``pause_shop_s``: its shop's budget is spent for that long. ``shop_id`` is only needed for
-        a run the dispatcher did not hand out (it knows its own)."""
+        a run the dispatcher did not hand out (it knows its own): False, and nothing done, when
+        it is needed and missing."""
         again = "" if again_in_s is None else _delay(again_in_s)
         pause = "" if pause_shop_s is None else _delay(pause_shop_s)
         shop = "" if shop_id is None else str(shop_id)
-        self._finish(args=[self.prefix, order_id, again, self.shop_max_in_flight, shop, pause])
+        return bool(self._finish(args=[self.prefix, order_id, again, self.shop_max_in_flight, shop, pause]))
 
     def touch(self, order_id: int) -> bool:
         """The order's run is alive: its place stays taken for another ``in_flight_ttl_s``. A run

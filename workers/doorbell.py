@@ -125,11 +125,16 @@ def finished(order_id: int, again_in_s: float | None = None, *, pause_shop_s: fl
     and hand out the next work. Works with Postgres away (the dispatcher knows the order's shop);
     Redis away: the sweep brings back what needs to come back."""
     try:
-        shop = outbox.shop_of(order_id)
-    except DatabaseUnavailable:
-        shop = None
-    try:
-        dispatcher().finish(order_id, shop, again_in_s, pause_shop_s=pause_shop_s)
+        d = dispatcher()
+        # The dispatcher knows the shop of every run it handed out; only a message from before a
+        # Redis flush (or published directly) needs Postgres to say it.
+        if not d.finish(order_id, None, again_in_s, pause_shop_s=pause_shop_s):
+            try:
+                shop = outbox.shop_of(order_id)
+            except DatabaseUnavailable:
+                shop = None
+            if shop is not None:
+                d.finish(order_id, shop, again_in_s, pause_shop_s=pause_shop_s)
     except RedisError as exc:
         log.warning("could not finish order %s in the dispatcher: %s", order_id, type(exc).__name__)
         return

@@ -41,10 +41,14 @@ def test_an_order_rung_while_it_runs_is_handed_out_again_only_after_its_run(redi
     assert handed(d) == [10]
     assert d.ring(1, 10) is False  # running: remembered, not queued beside the run
     assert handed(d) == []
-    d.finish(10, 1)
+    assert d.finish(10) is True  # the dispatcher knows the shop of a run it handed out
     assert handed(d) == [10]
     d.finish(10, 1)
     assert handed(d) == []  # not rung during the second run: nothing more
+    # A run it never handed out (a message from before a Redis flush) needs its shop named
+    assert d.finish(99, again_in_s=0) is False
+    assert d.finish(99, 1, again_in_s=0) is True
+    assert handed(d) == [99]
 
 
 def test_a_quiet_shop_is_served_before_a_backlogged_shops_next_order(redis_client: redis.Redis):
