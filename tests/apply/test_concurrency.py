@@ -121,3 +121,21 @@ def test_two_order_rows_of_one_shopify_order_share_the_lock(shop: ShopUnderTest)
     assert apply_order(by_name).outcome == "applied"
     assert apply_order(by_gid).outcome == "applied"
     assert len(shop.shopify_returns()) == 2
+
+
+def test_a_gevent_worker_builds_its_result_backend_once_not_per_greenlet():
+    """Celery keeps a backend it does not know to be thread-safe per thread, and every greenlet is
+    a thread: without the setting each task rebuilt it (a scan of every installed package's entry
+    points) and a busy worker spent a sixth of its CPU there."""
+    probe = (
+        "from gevent import monkey; monkey.patch_all()\n"
+        "import gevent\n"
+        "from tasks.app import app\n"
+        "first = app.backend\n"
+        "print(sum(g.value for g in gevent.joinall([gevent.spawn(lambda: app.backend is first) for _ in range(5)])))\n"
+    )
+    env = {**os.environ, "RETURNSYNC_ENV": "local"}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "5", out.stderr
