@@ -192,3 +192,18 @@ def test_the_status_api_shows_what_shopify_showed_at_the_end_of_the_last_run(sho
     status = inbox.return_status(shop.domain, "R-8")
     assert status is not None
     assert (status["state"], status["sync"], status["shopify"]["status"]) == ("completed", "synced", "CLOSED")
+
+
+def test_a_second_return_with_the_same_lines_never_adopts_the_first_ones_shopify_return(shop: ShopUnderTest):
+    # Given an order of two units, one returned and synced
+    gid = shop.order("#3007", {101: 2})
+    order_id = shop.event("created", "R-7a", order_gid=gid, items={101: 1}, event_id="s1")
+    assert apply_order(order_id).outcome == "applied"
+    first = return_row("R-7a")["shopify_return_gid"]
+    # When another platform return of the other unit, lines identical, arrives
+    shop.event("created", "R-7b", order_gid=gid, items={101: 1}, minutes=1, event_id="s2")
+    assert apply_order(order_id).outcome == "applied"
+    # Then it gets a Shopify return of its own: the first one is owned, so not adoptable
+    second = return_row("R-7b")["shopify_return_gid"]
+    assert second and second != first
+    assert sorted(r["id"] for r in shop.shopify_returns()) == sorted([first, second])

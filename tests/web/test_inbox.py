@@ -67,6 +67,33 @@ def test_given_an_accepted_event_then_record_result_carries_the_rows_to_enqueue(
     assert outbox.unrung() == []
 
 
+def _event_of(base: str, event_id: str, return_id: str, order_gid: str) -> dict:
+    def change(body: dict) -> None:
+        body["id"] = event_id
+        body["return"].update(id=return_id, order={"id": order_gid})
+
+    return mutated(example(base), change)
+
+
+def test_given_more_unrung_orders_than_a_round_takes_then_the_oldest_go_first_and_the_rest_next_round(
+    shop: shops.Shop,
+) -> None:
+    # Three orders, the first with two events; a round of two orders
+    first, second, third = (
+        record(_event_of("01", f"evt_r{n}", f"R-{n}", f"gid://shopify/Order/{n}")) for n in (1, 2, 3)
+    )
+    later = record(_event_of("02", "evt_r1b", "R-1", "gid://shopify/Order/1"))
+    first_round = outbox.unrung(limit=2)
+    assert [(u.order_id, u.event_ids) for u in first_round] == [
+        (first.order_id, (first.event_row_id, later.event_row_id)),
+        (second.order_id, (second.event_row_id,)),
+    ]
+    outbox.mark_rung([e for u in first_round for e in u.event_ids])
+    assert [(u.order_id, u.event_ids) for u in outbox.unrung(limit=2)] == [
+        (third.order_id, (third.event_row_id,))
+    ]
+
+
 def test_given_a_retried_delivery_of_an_open_event_then_its_doorbell_is_rung_again(shop: shops.Shop) -> None:
     first = record(example("01"))
     outbox.mark_rung([first.event_row_id])

@@ -25,7 +25,8 @@ def find_adoptable(run: OrderRun, row: ReturnRow, events: Sequence[StoredEvent])
     # All events of one return list the same items; the latest is the one that counts if not.
     latest = max(events, key=lambda stored: stored.event.sort_key)
     wanted = latest.event.event_return.quantities()
-    return adoptable(run.live.returns, wanted, store.mapped_gids(run.shop.id), row.id)
+    owners = store.owners_of(run.shop.id, [candidate.gid for candidate in run.live.returns])
+    return adoptable(run.live.returns, wanted, owners, row.id)
 
 
 def current_return(

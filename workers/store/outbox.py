@@ -43,17 +43,27 @@ class Unrung:
 
 def unrung(limit: int = 500) -> list[Unrung]:
     """Open events no doorbell was rung for (accepted, or waiting and woken), per order, oldest
-    orders first."""
+    orders first: at most ``limit`` orders from the oldest ``4 * limit`` such events (an order's
+    later ones are rung on the next round)."""
     with transaction() as cur:
+        # A plain index scan, never a bitmap one (which the planner picks while the table has no
+        # statistics, as after a bulk load): only a plain scan marks the index entries of rung
+        # events dead, so that later polls skip them (migration 0011).
         cur.execute(
-            """
-            SELECT order_id, min(shop_id) AS shop_id, array_agg(id ORDER BY id) AS event_ids FROM events
-            WHERE status = ANY(%s) AND enqueued_at IS NULL
-            GROUP BY order_id ORDER BY min(id) LIMIT %s
-            """,
-            (sorted(OPEN_EVENT_STATUSES), limit),
+            "SET LOCAL enable_bitmapscan = off;"
+            " SELECT id, order_id, shop_id FROM events WHERE status = ANY(%s) AND enqueued_at IS NULL"
+            " ORDER BY id LIMIT %s",
+            (sorted(OPEN_EVENT_STATUSES), 4 * limit),
         )
-        return [Unrung(row["order_id"], row["shop_id"], tuple(row["event_ids"])) for row in cur.fetchall()]
+        rows = cur.fetchall()
+    orders: dict[int, tuple[int, list[int]]] = {}
+    for row in rows:
+        if row["order_id"] not in orders:
+            if len(orders) == limit:
+                continue
+            orders[row["order_id"]] = (row["shop_id"], [])
+        orders[row["order_id"]][1].append(row["id"])
+    return [Unrung(order_id, shop_id, tuple(ids)) for order_id, (shop_id, ids) in orders.items()]
 
 
 def shop_of(order_id: int) -> int | None:

@@ -6,7 +6,7 @@ that lost its lock writes nothing and gets ``LostLock`` (``workers.store.fencing
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -133,17 +133,22 @@ def load_order(order_id: int) -> OrderRow | None:
 def open_return_ids(order_id: int) -> list[int]:
     """Returns of the order with at least one open event, in the order their first event happened
     (the return that happened first gets a contested item). Ordered in SQL, so no event needs to
-    be read into Python before each return is loaded on its own (``load_return``)."""
+    be read into Python before each return is loaded on its own (``load_return``). Each return's
+    events are read through their index (a lateral query): a join would let the planner scan
+    every event when its statistics are off, as they are after a bulk load (7 ms a run)."""
     with transaction() as cur:
         cur.execute(
             """
-            SELECT r.id FROM returns r JOIN events e ON e.return_id = r.id
-            WHERE r.order_id = %s
-            GROUP BY r.id
-            HAVING bool_or(e.status = ANY(%s))
-            ORDER BY min(e.occurred_at), min(e.event_id), r.id
+            SELECT r.id FROM returns r
+            CROSS JOIN LATERAL (
+                SELECT bool_or(e.status = ANY(%s)) AS open, min(e.occurred_at) AS first_at,
+                       min(e.event_id) AS first_event
+                FROM events e WHERE e.return_id = r.id
+            ) e
+            WHERE r.order_id = %s AND e.open
+            ORDER BY e.first_at, e.first_event, r.id
             """,
-            (order_id, _OPEN),
+            (_OPEN, order_id),
         )
         return [row["id"] for row in cur.fetchall()]
 
@@ -179,13 +184,15 @@ def load_return(return_id: int) -> LoadedReturn:
     return LoadedReturn(_return(row), tuple(events), tuple(unreadable))
 
 
-def mapped_gids(shop_id: int) -> dict[str, int]:
-    """Shopify Return GIDs already mapped to a platform return of the shop -> our return id."""
+def owners_of(shop_id: int, gids: Sequence[str]) -> dict[str, int]:
+    """Which of these Shopify Return GIDs a platform return of the shop already owns: GID -> our
+    return id."""
+    if not gids:
+        return {}
     with transaction() as cur:
         cur.execute(
-            "SELECT id, shopify_return_gid FROM returns"
-            " WHERE shop_id = %s AND shopify_return_gid IS NOT NULL",
-            (shop_id,),
+            "SELECT id, shopify_return_gid FROM returns WHERE shopify_return_gid = ANY(%s) AND shop_id = %s",
+            (list(gids), shop_id),
         )
         return {row["shopify_return_gid"]: row["id"] for row in cur.fetchall()}
 
