@@ -200,6 +200,12 @@ def pipeline_rows(pipe: dict[str, Any], add: Any) -> None:
             f"{phase.get('backlog_returns_per_s')} returns/s, {phase.get('backlog_share_of_restore_rate')},"
             f" {phase.get('backlog_open_at_end')}/{fair.get('backlog')} left",
         )
+        add(
+            "fairness",
+            f"  at {name}: all events applied in window; CPU per event (all processes); machine's ceiling",
+            f"{phase.get('applied_in_window_per_s')}/s; {phase.get('cpu_ms_per_applied_event')} ms;"
+            f" ≈ {phase.get('machine_can_apply_per_s')}/s",
+        )
     complete = {
         "calls": all(x.get("complete") for x in (_get(pipe, "calls", "lifecycles") or {}).values()),
         "latency": all(x.get("complete") for x in (_get(pipe, "latency", "runs") or {}).values()),

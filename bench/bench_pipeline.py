@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import resource
 import statistics
 import time
@@ -43,6 +44,7 @@ BIG_BUCKET = {"bucket_size": 1_000_000, "restore_rate": 1_000_000}  # rate limit
 # What `make run` starts (Procfile): one worker process, gevent, 100 greenlets.
 WORKERS, CONCURRENCY, POOL = 1, 100, "gevent"
 FINAL_OK = ("applied", "superseded")
+CORES = os.cpu_count() or 1
 
 # Issue #10's goals, next to which the table prints the measured figures.
 GOALS: dict[str, Any] = {
@@ -722,6 +724,16 @@ def _quiet_phase(
     )
     quiet_calls = _calls_of(system, domains, since)
     window = t_end - t_start
+    # What the machine can apply at all: every event applied in the window (quiet and backlog)
+    # against the CPU every process on it spent meanwhile. An offered rate above this figure
+    # queues whatever the scheduling.
+    applied_in_window = system.query(
+        "SELECT count(*) AS n FROM events"
+        " WHERE finished_at >= to_timestamp(%s) AND finished_at < to_timestamp(%s)",
+        (t_start, t_end),
+    )[0]["n"]
+    spent = sum(usage["seconds"][k] for k in ("ours", "standin", "postgres", "bench"))
+    per_event_ms = 1000 * spent / applied_in_window if applied_in_window else None
     return {
         "complete": complete and open_after > 0,
         "events": len(events),
@@ -753,6 +765,9 @@ def _quiet_phase(
         "backlog_throttled_calls": sum(1 for c in big_calls if c.get("throttled")),
         "backlog_calls_by_operation": _by_operation(big_calls),
         "cpu_during_window": usage,
+        "applied_in_window_per_s": round(int(applied_in_window) / window, 1) if window > 0 else None,
+        "cpu_ms_per_applied_event": round(per_event_ms, 2) if per_event_ms else None,
+        "machine_can_apply_per_s": round(CORES * 1000 / per_event_ms, 1) if per_event_ms else None,
     }
 
 
