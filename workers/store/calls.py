@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workers.statuses import CallOutcome
-from workers.store.db import transaction
+from workers.store.db import statement, transaction
 
 
 @dataclass(frozen=True)
@@ -23,28 +23,27 @@ class CallRecord:
 
 
 def record_call(shop_id: int, order_id: int | None, return_id: int | None, record: CallRecord) -> None:
-    """Store one HTTP exchange with Shopify (its own transaction: the record must survive a rollback
-    of the caller's work, since the call to Shopify happened regardless)."""
-    with transaction() as cur:
-        cur.execute(
-            """
-            INSERT INTO shopify_calls (shop_id, order_id, return_id, operation, outcome, http_status,
-                                       requested_cost, actual_cost, duration_ms, detail)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-            """,
-            (
-                shop_id,
-                order_id,
-                return_id,
-                record.operation,
-                record.outcome,
-                record.http_status,
-                record.requested_cost,
-                record.actual_cost,
-                max(0, int(record.duration_ms)),
-                record.detail,
-            ),
-        )
+    """Store one HTTP exchange with Shopify (a statement of its own: the record must survive a
+    rollback of the caller's work, since the call to Shopify happened regardless)."""
+    statement(
+        """
+        INSERT INTO shopify_calls (shop_id, order_id, return_id, operation, outcome, http_status,
+                                   requested_cost, actual_cost, duration_ms, detail)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        """,
+        (
+            shop_id,
+            order_id,
+            return_id,
+            record.operation,
+            record.outcome,
+            record.http_status,
+            record.requested_cost,
+            record.actual_cost,
+            max(0, int(record.duration_ms)),
+            record.detail,
+        ),
+    )
 
 
 def calls_for_order(order_id: int) -> list[dict[str, Any]]:

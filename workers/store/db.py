@@ -110,19 +110,26 @@ def transaction() -> Iterator[psycopg2.extras.RealDictCursor]:
             raise
 
 
-def single_statement(sql: str, params: tuple[Any, ...] | Mapping[str, Any]) -> dict[str, Any] | None:
-    """One statement in autocommit: atomic by itself, and one round trip (no BEGIN, no COMMIT).
-    Returns its first row, if any."""
+def statement(sql: str, params: tuple[Any, ...] | Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One statement in autocommit: atomic by itself, and one round trip where ``transaction``
+    takes three (BEGIN, it, COMMIT). Returns its rows. For everything a single statement does
+    alone; a read and a write that must agree belong in one ``transaction``."""
     with connection() as conn:
         conn.autocommit = True
         try:
             with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
                 cur.execute(sql, params)
-                row = cur.fetchone() if cur.description else None
+                rows = cur.fetchall() if cur.description else []
         finally:
             if not conn.closed:
                 conn.autocommit = False
-    return dict(row) if row is not None else None
+    return [dict(row) for row in rows]
+
+
+def single_statement(sql: str, params: tuple[Any, ...] | Mapping[str, Any]) -> dict[str, Any] | None:
+    """``statement``'s first row, if any."""
+    rows = statement(sql, params)
+    return rows[0] if rows else None
 
 
 def cooperate_if_gevent() -> bool:

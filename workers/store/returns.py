@@ -24,7 +24,7 @@ from workers.statuses import (
     SyncState,
 )
 from workers.store import outbox, problems
-from workers.store.db import transaction
+from workers.store.db import single_statement, statement, transaction
 from workers.store.fencing import fenced
 
 _OPEN = sorted(OPEN_EVENT_STATUSES)
@@ -124,9 +124,7 @@ def _return(row: Mapping[str, Any]) -> ReturnRow:
 
 
 def load_order(order_id: int) -> OrderRow | None:
-    with transaction() as cur:
-        cur.execute("SELECT * FROM orders WHERE id = %s", (order_id,))
-        row = cur.fetchone()
+    row = single_statement("SELECT * FROM orders WHERE id = %s", (order_id,))
     return _order(row) if row else None
 
 
@@ -136,9 +134,8 @@ def open_return_ids(order_id: int) -> list[int]:
     be read into Python before each return is loaded on its own (``load_return``). Each return's
     events are read through their index (a lateral query): a join would let the planner scan
     every event when its statistics are off, as they are after a bulk load (7 ms a run)."""
-    with transaction() as cur:
-        cur.execute(
-            """
+    rows = statement(
+        """
             SELECT r.id FROM returns r
             CROSS JOIN LATERAL (
                 SELECT bool_or(e.status = ANY(%s)) AS open, min(e.occurred_at) AS first_at,
@@ -148,9 +145,9 @@ def open_return_ids(order_id: int) -> list[int]:
             WHERE r.order_id = %s AND e.open
             ORDER BY e.first_at, e.first_event, r.id
             """,
-            (_OPEN, order_id),
-        )
-        return [row["id"] for row in cur.fetchall()]
+        (_OPEN, order_id),
+    )
+    return [row["id"] for row in rows]
 
 
 def get_return(return_id: int) -> ReturnRow:
@@ -189,12 +186,11 @@ def owners_of(shop_id: int, gids: Sequence[str]) -> dict[str, int]:
     return id."""
     if not gids:
         return {}
-    with transaction() as cur:
-        cur.execute(
-            "SELECT id, shopify_return_gid FROM returns WHERE shopify_return_gid = ANY(%s) AND shop_id = %s",
-            (list(gids), shop_id),
-        )
-        return {row["shopify_return_gid"]: row["id"] for row in cur.fetchall()}
+    rows = statement(
+        "SELECT id, shopify_return_gid FROM returns WHERE shopify_return_gid = ANY(%s) AND shop_id = %s",
+        (list(gids), shop_id),
+    )
+    return {row["shopify_return_gid"]: row["id"] for row in rows}
 
 
 def live_refund_methods(order_id: int, excluding_return_id: int) -> set[str]:
@@ -368,22 +364,19 @@ def count_failure(order_id: int, token: int, return_id: int) -> int:
 
 
 def start_attempt(order_id: int, worker: str | None) -> int:
-    with transaction() as cur:
-        cur.execute(
-            "INSERT INTO attempts (order_id, worker) VALUES (%s, %s) RETURNING id", (order_id, worker)
-        )
-        row = cur.fetchone()
+    row = single_statement(
+        "INSERT INTO attempts (order_id, worker) VALUES (%s, %s) RETURNING id", (order_id, worker)
+    )
     assert row is not None
     return int(row["id"])
 
 
 def finish_attempt(attempt_id: int, outcome: RunOutcome, detail: str | None) -> None:
     # Not fenced: the attempt row is a log of what this run did, including losing its lock.
-    with transaction() as cur:
-        cur.execute(
-            "UPDATE attempts SET finished_at = now(), outcome = %s, detail = %s WHERE id = %s",
-            (outcome, detail, attempt_id),
-        )
+    statement(
+        "UPDATE attempts SET finished_at = now(), outcome = %s, detail = %s WHERE id = %s",
+        (outcome, detail, attempt_id),
+    )
 
 
 # --- Doorbells: sweep and replay (ringing itself is inbox.mark_enqueued) ----------------------
@@ -505,9 +498,7 @@ def repair_returns(return_ids: list[int], *, whole: bool) -> int:
 
 def db_now() -> datetime:
     """The database clock: every timestamp compared by the sweep was written with it."""
-    with transaction() as cur:
-        cur.execute("SELECT now() AS now")
-        row = cur.fetchone()
+    row = single_statement("SELECT now() AS now", ())
     assert row is not None
     now: datetime = row["now"]
     return now

@@ -19,7 +19,7 @@ from typing import Any
 from config import get_settings
 from config.settings import REQUIRED_SCOPES
 from workers.store import crypto
-from workers.store.db import transaction
+from workers.store.db import single_statement, transaction
 
 __all__ = [
     "REQUIRED_SCOPES",
@@ -307,9 +307,7 @@ def mark_uninstalled(domain: str) -> int | None:
 
 
 def get_shop(shop_id: int) -> Shop:
-    with transaction() as cur:
-        cur.execute("SELECT * FROM shops WHERE id = %s", (shop_id,))
-        row = cur.fetchone()
+    row = single_statement("SELECT * FROM shops WHERE id = %s", (shop_id,))
     if row is None:
         raise LookupError(f"no shop with id {shop_id}")
     return _from_row(row)

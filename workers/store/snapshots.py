@@ -15,18 +15,16 @@ from typing import Any
 
 import psycopg2.extras
 
-from workers.store.db import transaction
+from workers.store.db import single_statement
 from workers.store.fencing import fenced
 
 
 def trusted(order_id: int, token: int) -> dict[str, Any] | None:
     """The snapshot the run just before this holder saved, if it was the one just before."""
-    with transaction() as cur:
-        cur.execute(
-            "SELECT snapshot FROM orders WHERE id = %s AND snapshot_fence = %s AND snapshot IS NOT NULL",
-            (order_id, token - 1),
-        )
-        row = cur.fetchone()
+    row = single_statement(
+        "SELECT snapshot FROM orders WHERE id = %s AND snapshot_fence = %s AND snapshot IS NOT NULL",
+        (order_id, token - 1),
+    )
     return dict(row["snapshot"]) if row else None
 
 
