@@ -15,6 +15,7 @@ import pytest
 
 from workers.locking import LostLock, order_key, try_lock_order
 from workers.store import returns as store
+from workers.store import snapshots
 from workers.store.db import transaction
 from workers.store.shops import register_shop
 
@@ -174,11 +175,39 @@ def test_a_holder_whose_lock_was_taken_over_cannot_write(order_id: int):
             shopify_return_gid="gid://shopify/Return/9",
             shopify_status="OPEN",
         )
+    with pytest.raises(LostLock):
+        store.set_note_appended(order_id, stale.token, return_id)
+    with pytest.raises(LostLock):
+        snapshots.save(order_id, stale.token, {"gid": "stale"}, next_run_at=store.db_now())
+    with pytest.raises(LostLock):
+        snapshots.carry(order_id, stale.token, next_run_at=store.db_now())
     with transaction() as cur:
-        cur.execute("SELECT sync, detail, shopify_return_gid FROM returns WHERE id = %s", (return_id,))
-        assert dict(cur.fetchone()) == {"sync": "pending", "detail": None, "shopify_return_gid": None}
+        cur.execute(
+            "SELECT sync, detail, shopify_return_gid, note_appended FROM returns WHERE id = %s", (return_id,)
+        )
+        assert dict(cur.fetchone()) == {
+            "sync": "pending",
+            "detail": None,
+            "shopify_return_gid": None,
+            "note_appended": False,
+        }
+        cur.execute("SELECT snapshot, next_run_at FROM orders WHERE id = %s", (order_id,))
+        assert dict(cur.fetchone()) == {"snapshot": None, "next_run_at": None}
     # While the current holder's writes go through
+    store.set_mapping(
+        order_id, current.token, return_id, shopify_return_gid="gid://shopify/Return/9", shopify_status="OPEN"
+    )
+    store.set_note_appended(order_id, current.token, return_id)
     store.finish_return(order_id, current.token, return_id, sync="synced", detail=None, event_statuses={})
+    snapshots.save(order_id, current.token, {"gid": "current"}, next_run_at=None)
+    assert snapshots.trusted(order_id, current.token + 1) == {"gid": "current"}
+    with transaction() as cur:
+        cur.execute("SELECT sync, shopify_return_gid, note_appended FROM returns WHERE id = %s", (return_id,))
+        assert dict(cur.fetchone()) == {
+            "sync": "synced",
+            "shopify_return_gid": "gid://shopify/Return/9",
+            "note_appended": True,
+        }
     current.release()
 
 

@@ -111,10 +111,12 @@ class OrderRun:
                 return live
         return self.refresh()
 
-    def keep_snapshot(self, sure: bool) -> None:
-        """End of the run: hand what it knows to the next run, or (not sure) make it read."""
+    def keep_snapshot(self, sure: bool, *, next_run_at: datetime | None) -> None:
+        """End of the run: hand what it knows to the next run, or (not sure) make it read; and
+        say when the order is due again."""
         sure = sure and self.live_order is not None and self.api.client.unknown_outcomes == 0
-        snapshots.save(self.order.id, self.token, order_to_json(self.live) if sure else None)
+        snapshot = order_to_json(self.live) if sure else None
+        snapshots.save(self.order.id, self.token, snapshot, next_run_at=next_run_at)
 
     # -- mutations ------------------------------------------------------------------------------
 

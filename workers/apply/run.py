@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -100,9 +100,9 @@ def apply_order(
         metrics.lock_busy()
         return RunResult(RunOutcome.BUSY, settings.order_lock_retry_s, "order locked by another worker")
     with lock:
-        attempt_id = store.start_attempt(order_id, worker)
+        attempt_id, started_at = store.start_attempt(order_id, worker)
         try:
-            result = _OrderRunner(_order_run(shop, order, lock)).execute()
+            result = _OrderRunner(_order_run(shop, order, lock, started_at)).execute()
         except LostLock as exc:
             # Another worker took the order over; it re-reads Shopify, so nothing is lost.
             log.warning("order %s: lost the lock mid-run: %s", order_id, exc)
@@ -115,14 +115,14 @@ def apply_order(
     return result
 
 
-def _order_run(shop: Shop, order: store.OrderRow, lock: OrderLock) -> OrderRun:
+def _order_run(shop: Shop, order: store.OrderRow, lock: OrderLock, now: datetime) -> OrderRun:
     run = OrderRun(
         settings=get_settings(),
         shop=shop,
         order=order,
         lock=lock,
         api=ShopifyAPI(ShopifyClient(endpoint_of(shop), before_send=lock.guard, meter=gate_for(shop.domain))),
-        now=store.db_now(),
+        now=now,
         order_gid=order.order_gid,
     )
     run.api.client.on_call = lambda record: calls.record_call(
@@ -148,8 +148,7 @@ class _OrderRunner:
         run = self.run
         return_ids = store.open_return_ids(run.order.id)
         if not return_ids:
-            store.set_next_run_at(run.order.id, run.token, None)
-            snapshots.carry(run.order.id, run.token)
+            snapshots.carry(run.order.id, run.token, next_run_at=None)
             return RunResult(RunOutcome.IDLE, detail="no open events")
         # Whether the run ends knowing what Shopify holds: every return went through its steps,
         # or the budget stopped it before a request went out.
@@ -283,8 +282,7 @@ class _OrderRunner:
         elif any(r.dead_lettered for r in results):
             outcome = RunOutcome.FAILED
         next_run = run.now + timedelta(seconds=delay) if delay is not None else None
-        store.set_next_run_at(run.order.id, run.token, next_run)
-        run.keep_snapshot(self.sure)
+        run.keep_snapshot(self.sure, next_run_at=next_run)
         return RunResult(outcome, delay if outcome.comes_back else None, detail)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg2.extras
 
-from workers.store.db import transaction
+from workers.store.db import statement, transaction
 
 
 class LostLock(Exception):
@@ -40,3 +40,27 @@ def fenced(order_id: int, token: int) -> Iterator[psycopg2.extras.RealDictCursor
     with transaction() as cur:
         check_fence(cur, order_id, token, share_lock=True)
         yield cur
+
+
+# The condition a ``fenced_statement`` must carry in its WHERE clause.
+FENCE_HOLDS = "EXISTS (SELECT 1 FROM holder_fence)"
+
+
+def fenced_statement(order_id: int, token: int, sql: str, params: dict[str, Any]) -> int:
+    """One write in one round trip that happens only while ``token`` is the order's fence.
+
+    ``sql`` says where the fence must hold with ``FENCE_HOLDS``; the fence is read FOR SHARE in
+    the same statement, which is its own transaction, so the guarantee is ``fenced``'s: a new
+    holder's bump waits for the write, and a write after the bump finds nothing. Returns the
+    number of rows written; none because the fence moved raises ``LostLock``."""
+    assert FENCE_HOLDS in sql, "a fenced statement must test FENCE_HOLDS"
+    rows = statement(
+        "WITH holder_fence AS (SELECT 1 FROM orders WHERE id = %(fence_order)s AND fence = %(fence_token)s"
+        " FOR SHARE) " + sql + " RETURNING 1",
+        {**params, "fence_order": order_id, "fence_token": token},
+    )
+    if not rows:
+        # Nothing matched: the fence moved, or there was nothing to write (say so only for the first).
+        with transaction() as cur:
+            check_fence(cur, order_id, token)
+    return len(rows)

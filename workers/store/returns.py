@@ -25,7 +25,7 @@ from workers.statuses import (
 )
 from workers.store import outbox, problems
 from workers.store.db import single_statement, statement, transaction
-from workers.store.fencing import fenced
+from workers.store.fencing import FENCE_HOLDS, fenced, fenced_statement
 
 _OPEN = sorted(OPEN_EVENT_STATUSES)
 _FINAL = sorted(FINAL_EVENT_STATUSES)
@@ -161,14 +161,13 @@ def get_return(return_id: int) -> ReturnRow:
 
 def load_return(return_id: int) -> LoadedReturn:
     """The return with every one of its events, each read back into a ``ReturnEvent`` with the
-    contract's schema. A body that no longer validates is set aside as ``UnreadableEvent``."""
-    with transaction() as cur:
-        cur.execute("SELECT * FROM returns WHERE id = %s", (return_id,))
-        row = cur.fetchone()
-        if row is None:
-            raise LookupError(f"no return with id {return_id}")
-        cur.execute("SELECT id, event_id, status, payload FROM events WHERE return_id = %s", (return_id,))
-        stored = cur.fetchall()
+    contract's schema. A body that no longer validates is set aside as ``UnreadableEvent``.
+    (Two statements and no transaction around them: under read committed a transaction would
+    not make them see one moment either.)"""
+    row = single_statement("SELECT * FROM returns WHERE id = %s", (return_id,))
+    if row is None:
+        raise LookupError(f"no return with id {return_id}")
+    stored = statement("SELECT id, event_id, status, payload FROM events WHERE return_id = %s", (return_id,))
     events: list[StoredEvent] = []
     unreadable: list[UnreadableEvent] = []
     for e in stored:
@@ -224,11 +223,6 @@ def set_order_gid(order_id: int, token: int, order_gid: str) -> None:
         cur.execute("UPDATE orders SET order_gid = %s WHERE id = %s", (order_gid, order_id))
 
 
-def set_next_run_at(order_id: int, token: int, when: datetime | None) -> None:
-    with fenced(order_id, token) as cur:
-        cur.execute("UPDATE orders SET next_run_at = %s WHERE id = %s", (when, order_id))
-
-
 def set_mapping(
     order_id: int,
     token: int,
@@ -240,20 +234,23 @@ def set_mapping(
 ) -> None:
     """Record the Shopify return behind a platform return, as soon as it is known: a retry must
     find it here rather than create a second one."""
-    with fenced(order_id, token) as cur:
-        cur.execute(
-            """
-            UPDATE returns SET shopify_return_gid = %s, shopify_status = %s,
-                applied_state = COALESCE(%s, applied_state), updated_at = now()
-            WHERE id = %s
-            """,
-            (shopify_return_gid, shopify_status, applied_state, return_id),
-        )
+    fenced_statement(
+        order_id,
+        token,
+        "UPDATE returns SET shopify_return_gid = %(gid)s, shopify_status = %(status)s,"
+        " applied_state = COALESCE(%(state)s, applied_state), updated_at = now()"
+        f" WHERE id = %(id)s AND {FENCE_HOLDS}",
+        {"gid": shopify_return_gid, "status": shopify_status, "state": applied_state, "id": return_id},
+    )
 
 
 def set_note_appended(order_id: int, token: int, return_id: int) -> None:
-    with fenced(order_id, token) as cur:
-        cur.execute("UPDATE returns SET note_appended = true, updated_at = now() WHERE id = %s", (return_id,))
+    fenced_statement(
+        order_id,
+        token,
+        f"UPDATE returns SET note_appended = true, updated_at = now() WHERE id = %(id)s AND {FENCE_HOLDS}",
+        {"id": return_id},
+    )
 
 
 def finish_return(
@@ -363,12 +360,13 @@ def count_failure(order_id: int, token: int, return_id: int) -> int:
 # --- Attempts ----------------------------------------------------------------------------------
 
 
-def start_attempt(order_id: int, worker: str | None) -> int:
+def start_attempt(order_id: int, worker: str | None) -> tuple[int, datetime]:
+    """A new attempt row: its id and when it started (the database clock, which the run goes by)."""
     row = single_statement(
-        "INSERT INTO attempts (order_id, worker) VALUES (%s, %s) RETURNING id", (order_id, worker)
+        "INSERT INTO attempts (order_id, worker) VALUES (%s, %s) RETURNING id, started_at", (order_id, worker)
     )
     assert row is not None
-    return int(row["id"])
+    return int(row["id"]), row["started_at"]
 
 
 def finish_attempt(attempt_id: int, outcome: RunOutcome, detail: str | None) -> None:
