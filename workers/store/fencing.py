@@ -46,21 +46,23 @@ def fenced(order_id: int, token: int) -> Iterator[psycopg2.extras.RealDictCursor
 FENCE_HOLDS = "EXISTS (SELECT 1 FROM holder_fence)"
 
 
-def fenced_statement(order_id: int, token: int, sql: str, params: dict[str, Any]) -> int:
+def fenced_statement(order_id: int, token: int, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     """One write in one round trip that happens only while ``token`` is the order's fence.
 
-    ``sql`` says where the fence must hold with ``FENCE_HOLDS``; the fence is read FOR SHARE in
-    the same statement, which is its own transaction, so the guarantee is ``fenced``'s: a new
-    holder's bump waits for the write, and a write after the bump finds nothing. Returns the
-    number of rows written; none because the fence moved raises ``LostLock``."""
+    ``sql`` follows a first common table expression, ``holder_fence``, which reads the fence FOR
+    SHARE: it starts with the statement (or with more ``, name AS (...)`` expressions), tests
+    ``FENCE_HOLDS`` where the fence must hold and says what it returns. The statement is its own
+    transaction, so the guarantee is ``fenced``'s: a new holder's bump waits for the write, and a
+    write after the bump finds nothing. Returns the rows; none because the fence moved raises
+    ``LostLock``."""
     assert FENCE_HOLDS in sql, "a fenced statement must test FENCE_HOLDS"
     rows = statement(
         "WITH holder_fence AS (SELECT 1 FROM orders WHERE id = %(fence_order)s AND fence = %(fence_token)s"
-        " FOR SHARE) " + sql + " RETURNING 1",
+        " FOR SHARE) " + sql,
         {**params, "fence_order": order_id, "fence_token": token},
     )
     if not rows:
-        # Nothing matched: the fence moved, or there was nothing to write (say so only for the first).
+        # Nothing came back: the fence moved, or there was nothing to write (raise only for the first).
         with transaction() as cur:
             check_fence(cur, order_id, token)
-    return len(rows)
+    return rows

@@ -1,7 +1,8 @@
 """Reads and writes of orders, returns, events and attempts for the apply run and the sweep.
 
-Every write of sync state takes the holder's fencing token and runs inside ``fenced``: a holder
-that lost its lock writes nothing and gets ``LostLock`` (``workers.store.fencing``).
+Every write of sync state takes the holder's fencing token and runs inside ``fenced`` or as a
+``fenced_statement``: a holder that lost its lock writes nothing and gets ``LostLock``
+(``workers.store.fencing``).
 """
 
 from __future__ import annotations
@@ -239,7 +240,7 @@ def set_mapping(
         token,
         "UPDATE returns SET shopify_return_gid = %(gid)s, shopify_status = %(status)s,"
         " applied_state = COALESCE(%(state)s, applied_state), updated_at = now()"
-        f" WHERE id = %(id)s AND {FENCE_HOLDS}",
+        f" WHERE id = %(id)s AND {FENCE_HOLDS} RETURNING 1",
         {"gid": shopify_return_gid, "status": shopify_status, "state": applied_state, "id": return_id},
     )
 
@@ -248,7 +249,8 @@ def set_note_appended(order_id: int, token: int, return_id: int) -> None:
     fenced_statement(
         order_id,
         token,
-        f"UPDATE returns SET note_appended = true, updated_at = now() WHERE id = %(id)s AND {FENCE_HOLDS}",
+        "UPDATE returns SET note_appended = true, updated_at = now()"
+        f" WHERE id = %(id)s AND {FENCE_HOLDS} RETURNING 1",
         {"id": return_id},
     )
 
@@ -278,70 +280,80 @@ def finish_return(
     for this return, so its chain of failed attempts ends. ``category``: why it is not synced (the
     error inbox, ``workers.store.problems``); None for a synced return.
     """
-    finished: list[dict[str, Any]] = []
-    with fenced(order_id, token) as cur:
-        cur.execute("SELECT sync, applied_state, category, detail FROM returns WHERE id = %s", (return_id,))
-        before = cur.fetchone()
-        cur.execute(
-            """
-            UPDATE returns SET sync = %s, detail = %s,
-                waiting_since = CASE WHEN %s = 'waiting' THEN COALESCE(waiting_since, %s) ELSE NULL END,
-                applied_state = COALESCE(%s, applied_state),
-                shopify_status = COALESCE(%s, shopify_status),
-                failures = CASE WHEN %s THEN 0 ELSE failures END,
-                category = %s, attempts = attempts + 1, updated_at = now()
-            WHERE id = %s
-            RETURNING sync, applied_state, category, detail
-            """,
-            (
-                sync,
-                detail,
-                sync,
-                waiting_since,
-                applied_state,
-                shopify_status,
-                reset_failures,
-                category,
-                return_id,
-            ),
-        )
-        after = cur.fetchone()
-        if after is not None and (before is None or dict(before) != dict(after)):
-            cur.execute(
-                "INSERT INTO return_changes (return_id, sync, applied_state, category, detail)"
-                " VALUES (%s, %s, %s, %s, %s)",
-                (return_id, after["sync"], after["applied_state"], after["category"], after["detail"]),
-            )
-        if category is None:
-            problems.clear(cur, return_id)
-        else:
-            problems.note(cur, return_id, category, sync, detail or str(category))
-        for event_row_id, (status, event_detail) in (event_statuses or {}).items():
-            finished += _set_event(cur, return_id, status, event_detail, event_row_id)
-        if all_open is not None:
-            finished += _set_event(cur, return_id, all_open[0], all_open[1], None)
-    # Counted once committed, so a rolled-back run counts nothing.
-    for event in finished:
-        metrics.event_finished(event["domain"], event["type"], event["status"], event["received_at"])
-
-
-def _set_event(
-    cur: Any, return_id: int, status: EventStatus, detail: str | None, event_row_id: int | None
-) -> list[dict[str, Any]]:
-    """One open event of the return (or all of them, for ``event_row_id`` None) to ``status``;
-    returns the events that reached a final status."""
-    cur.execute(
-        """
-        UPDATE events e SET status = %s, detail = %s,
-            finished_at = CASE WHEN %s = ANY(%s) THEN now() ELSE NULL END
-        FROM shops s
-        WHERE s.id = e.shop_id AND e.return_id = %s AND e.status = ANY(%s)
-          AND (%s::bigint IS NULL OR e.id = %s)
-        RETURNING s.domain, e.type, e.status, e.received_at
-        """,
-        (status, detail, status, _FINAL, return_id, _OPEN, event_row_id, event_row_id),
+    mapped = dict(event_statuses or {})
+    rows = fenced_statement(
+        order_id,
+        token,
+        _FINISH_RETURN.format(fence=FENCE_HOLDS, problems=problems.RECORD),
+        {
+            "id": return_id,
+            "sync": sync,
+            "detail": detail,
+            "waiting_since": waiting_since,
+            "applied_state": applied_state,
+            "shopify_status": shopify_status,
+            "reset_failures": reset_failures,
+            "category": category,
+            "severity": problems.severity_of(category, sync) if category else None,
+            "reason": (detail or str(category)) if category else None,
+            "ids": list(mapped),
+            "statuses": [status for status, _ in mapped.values()],
+            "details": [event_detail for _, event_detail in mapped.values()],
+            "all_status": all_open[0] if all_open else None,
+            "all_detail": all_open[1] if all_open else None,
+            "open": _OPEN,
+            "final": _FINAL,
+        },
     )
-    return [dict(row) for row in cur.fetchall() if row["status"] in _FINAL]
+    # Counted once committed, so a rolled-back run counts nothing.
+    for event in rows:
+        if event["kind"] == "event" and event["status"] in _FINAL:
+            metrics.event_finished(event["domain"], event["type"], event["status"], event["received_at"])
+
+
+# finish_return in one statement, every part of it behind the fence (``after`` is empty when the
+# fence moved, and the rest writes only for a row of it): the return, a change record when its
+# state changed, its problems (``workers.store.problems``) and its open events, each set to its
+# own status or to ``all_status``. The CTEs share one snapshot, so ``before`` is the row as it was.
+_FINISH_RETURN = """
+, before AS (SELECT sync, applied_state, category, detail FROM returns WHERE id = %(id)s)
+, after AS (
+    UPDATE returns SET sync = %(sync)s, detail = %(detail)s,
+        waiting_since = CASE WHEN %(sync)s = 'waiting' THEN COALESCE(waiting_since, %(waiting_since)s) END,
+        applied_state = COALESCE(%(applied_state)s, applied_state),
+        shopify_status = COALESCE(%(shopify_status)s, shopify_status),
+        failures = CASE WHEN %(reset_failures)s THEN 0 ELSE failures END,
+        category = %(category)s, attempts = attempts + 1, updated_at = now()
+    WHERE id = %(id)s AND {fence}
+    RETURNING id, shop_id, order_id, sync, applied_state, category, detail
+)
+, changed AS (
+    INSERT INTO return_changes (return_id, sync, applied_state, category, detail)
+    SELECT a.id, a.sync, a.applied_state, a.category, a.detail FROM after a
+    WHERE NOT EXISTS (SELECT 1 FROM before b WHERE (b.sync, b.applied_state, b.category, b.detail)
+                      IS NOT DISTINCT FROM (a.sync, a.applied_state, a.category, a.detail))
+)
+{problems}
+, finished AS (
+    UPDATE events e SET status = x.status, detail = x.detail,
+        finished_at = CASE WHEN x.status = ANY(%(final)s) THEN now() END
+    FROM (
+        SELECT o.id, s.domain, COALESCE(v.status, %(all_status)s) AS status,
+               CASE WHEN v.id IS NOT NULL THEN v.detail ELSE %(all_detail)s END AS detail
+        FROM events o JOIN shops s ON s.id = o.shop_id
+        LEFT JOIN unnest(%(ids)s::bigint[], %(statuses)s::text[], %(details)s::text[])
+               AS v (id, status, detail) ON v.id = o.id
+        WHERE o.return_id = %(id)s AND o.status = ANY(%(open)s)
+          AND (v.id IS NOT NULL OR %(all_status)s::text IS NOT NULL)
+    ) x
+    WHERE e.id = x.id AND EXISTS (SELECT 1 FROM after)
+    RETURNING x.domain, e.type, e.status, e.received_at
+)
+SELECT 'return' AS kind, NULL AS domain, NULL AS type, NULL AS status, NULL::timestamptz AS received_at
+FROM after
+UNION ALL
+SELECT 'event', domain, type, status, received_at FROM finished
+"""
 
 
 def count_failure(order_id: int, token: int, return_id: int) -> int:
