@@ -387,6 +387,36 @@ def _evidence(
     return out
 
 
+def _stragglers(
+    system: System, expected: dict[Any, Any], states: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The last few orders to converge, with their runs (outcome, detail, seconds since the
+    first), so a long tail after the last fault says what it waited on."""
+    out = []
+    for evidence in _evidence(system, expected, states, limit=3):
+        attempts = (
+            evidence["returnsync"].get("attempts", []) if isinstance(evidence["returnsync"], dict) else []
+        )
+        first = attempts[0]["started_at"] if attempts else None
+        out.append(
+            {
+                "order": evidence["order"],
+                "differences": evidence["differences"],
+                "runs": [
+                    (round((a["started_at"] - first).total_seconds(), 1), a["outcome"], a["detail"])
+                    for a in attempts[-20:]
+                ],
+                "returns": [
+                    (r["platform_return_id"], r["sync"], r["detail"])
+                    for r in evidence["returnsync"].get("returns", [])
+                ]
+                if isinstance(evidence["returnsync"], dict)
+                else [],
+            }
+        )
+    return out
+
+
 def run(params: ChaosParams) -> dict[str, Any]:
     """One chaos run; returns (and writes to ``params.out``) the report."""
     scenario = generate(params)
@@ -456,10 +486,14 @@ def run(params: ChaosParams) -> dict[str, Any]:
         diffs: list[str] = []
         converged_at: float | None = None
         progress: list[tuple[float, int]] = []  # (seconds since start, orders still wrong)
+        stragglers: list[dict[str, Any]] = []  # the last orders to converge, as last seen wrong
         while True:
             states = {shop: system.standin.state(shop) for shop in scenario.shops}
             diffs = compare(expected, states)
-            progress.append((round(time.monotonic() - t0, 1), summarize(diffs)["orders_wrong"]))
+            wrong = summarize(diffs)["orders_wrong"]
+            progress.append((round(time.monotonic() - t0, 1), wrong))
+            if 0 < wrong <= 3:
+                stragglers = _stragglers(system, expected, states)
             if not diffs:
                 converged_at = time.monotonic() - t0
                 break
@@ -486,6 +520,7 @@ def run(params: ChaosParams) -> dict[str, Any]:
                 "standin_faults": sum(1 for c in calls if c.get("fault")),
                 "standin_cost_points": sum(int(c.get("cost") or 0) for c in calls if not c.get("throttled")),
                 "orders_wrong_over_time": progress[:: max(1, len(progress) // 40)] + progress[-1:],
+                "stragglers": stragglers,
                 "converged": converged_at is not None,
                 "converged_s_after_last_fault": (
                     round(converged_at - faults.last_t, 1) if converged_at is not None else None
