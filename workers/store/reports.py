@@ -1,6 +1,7 @@
 """Read models for operators (the CLI and the ops page): returns, an order's timeline, shops.
 
-Reads only; bounded by a limit each. The error inbox itself is ``workers.store.problems``.
+Reads only, each a single statement (no transaction around it); bounded by a limit each. The
+error inbox itself is ``workers.store.problems``.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from workers.store.db import transaction
+from workers.store.db import single_statement, statement
 
 
 def returns(
@@ -18,9 +19,8 @@ def returns(
     search: str | None = None,
     limit: int = 200,
 ) -> list[dict[str, Any]]:
-    with transaction() as cur:
-        cur.execute(
-            """
+    return statement(
+        """
             SELECT s.domain AS shop, r.platform_return_id AS return_id, o.id AS order_id,
                    COALESCE(o.order_name, o.order_gid, o.order_ref) AS "order", r.applied_state AS state,
                    r.sync, r.category, r.shopify_status, r.detail, r.updated_at
@@ -32,9 +32,8 @@ def returns(
                    OR r.platform_return_id = %(search)s)
             ORDER BY r.updated_at DESC, r.id DESC LIMIT %(limit)s
             """,
-            {"shop": shop, "sync": sync, "category": category, "search": search, "limit": limit},
-        )
-        return [dict(row) for row in cur.fetchall()]
+        {"shop": shop, "sync": sync, "category": category, "search": search, "limit": limit},
+    )
 
 
 @dataclass(frozen=True)
@@ -45,13 +44,11 @@ class FoundReturn:
 
 def find_return(shop: str, return_id: str) -> FoundReturn | None:
     """A platform return's row and its order's row, by shop domain and the platform's id."""
-    with transaction() as cur:
-        cur.execute(
-            "SELECT r.id, r.order_id FROM returns r JOIN shops s ON s.id = r.shop_id"
-            " WHERE s.domain = %s AND r.platform_return_id = %s",
-            (shop, return_id),
-        )
-        row = cur.fetchone()
+    row = single_statement(
+        "SELECT r.id, r.order_id FROM returns r JOIN shops s ON s.id = r.shop_id"
+        " WHERE s.domain = %s AND r.platform_return_id = %s",
+        (shop, return_id),
+    )
     return FoundReturn(int(row["id"]), int(row["order_id"])) if row else None
 
 
@@ -62,56 +59,49 @@ def order_of(shop: str, return_id: str) -> int | None:
 
 def returns_of(order_id: int) -> list[int]:
     """The return rows of an order row, oldest first."""
-    with transaction() as cur:
-        cur.execute("SELECT id FROM returns WHERE order_id = %s ORDER BY id", (order_id,))
-        return [int(row["id"]) for row in cur.fetchall()]
+    return [
+        int(row["id"])
+        for row in statement("SELECT id FROM returns WHERE order_id = %s ORDER BY id", (order_id,))
+    ]
 
 
 def lease_of(keys: list[str]) -> dict[str, Any] | None:
     """Who holds a lease on any of these order keys now (``holder``, ``left``), if anyone."""
-    with transaction() as cur:
-        cur.execute(
-            "SELECT holder, expires_at - now() AS left FROM order_leases"
-            " WHERE key = ANY(%s) AND expires_at > now() ORDER BY expires_at DESC LIMIT 1",
-            (keys,),
-        )
-        row = cur.fetchone()
-    return dict(row) if row else None
+    return single_statement(
+        "SELECT holder, expires_at - now() AS left FROM order_leases"
+        " WHERE key = ANY(%s) AND expires_at > now() ORDER BY expires_at DESC LIMIT 1",
+        (keys,),
+    )
 
 
 def doorbell_of(order_id: int) -> dict[str, Any]:
     """An order's open events (``open``), those no doorbell was rung for (``unrung``), and when
     one was last rung (``rung_at``)."""
-    with transaction() as cur:
-        cur.execute(
-            "SELECT count(*) FILTER (WHERE status IN ('accepted', 'waiting')) AS open,"
-            " count(*) FILTER (WHERE status IN ('accepted', 'waiting') AND enqueued_at IS NULL) AS unrung,"
-            " max(enqueued_at) AS rung_at FROM events WHERE order_id = %s",
-            (order_id,),
-        )
-        row = cur.fetchone()
+    row = single_statement(
+        "SELECT count(*) FILTER (WHERE status IN ('accepted', 'waiting')) AS open,"
+        " count(*) FILTER (WHERE status IN ('accepted', 'waiting') AND enqueued_at IS NULL) AS unrung,"
+        " max(enqueued_at) AS rung_at FROM events WHERE order_id = %s",
+        (order_id,),
+    )
     assert row is not None
-    return dict(row)
+    return row
 
 
 def throttled_last_minute(shop_id: int) -> int:
     """THROTTLED answers Shopify gave this shop in the last minute (the call log)."""
-    with transaction() as cur:
-        cur.execute(
-            "SELECT count(*) AS n FROM shopify_calls WHERE shop_id = %s AND outcome = 'throttled'"
-            " AND at > now() - interval '1 minute'",
-            (shop_id,),
-        )
-        row = cur.fetchone()
+    row = single_statement(
+        "SELECT count(*) AS n FROM shopify_calls WHERE shop_id = %s AND outcome = 'throttled'"
+        " AND at > now() - interval '1 minute'",
+        (shop_id,),
+    )
     return int(row["n"]) if row else 0
 
 
 def timeline(order_id: int, limit: int = 1000) -> list[dict[str, Any]]:
     """Every event received, every state change of its returns, every run and every Shopify call
     of the order, in time order: ``{at, kind, return_id, what, detail}``."""
-    with transaction() as cur:
-        cur.execute(
-            """
+    return statement(
+        """
             SELECT * FROM (
                 SELECT e.received_at AS at, 'event' AS kind, r.platform_return_id AS return_id,
                        e.type || ' ' || e.event_id || ' (' || e.status || ')' AS what, e.detail
@@ -135,16 +125,14 @@ def timeline(order_id: int, limit: int = 1000) -> list[dict[str, Any]]:
                 FROM shopify_calls k LEFT JOIN returns r ON r.id = k.return_id WHERE k.order_id = %(order)s
             ) t ORDER BY at, kind LIMIT %(limit)s
             """,
-            {"order": order_id, "limit": limit},
-        )
-        return [dict(row) for row in cur.fetchall()]
+        {"order": order_id, "limit": limit},
+    )
 
 
 def shops() -> list[dict[str, Any]]:
     """Every shop: its installation, scopes, API version, token kind and expiry, and backlog."""
-    with transaction() as cur:
-        cur.execute(
-            """
+    return statement(
+        """
             SELECT s.domain AS shop, s.status, s.status_detail, s.token_kind, s.access_expires_at,
                    s.token_refreshed_at, s.api_version, s.granted_scopes, s.missing_scopes,
                    count(r.id) FILTER (WHERE r.sync <> 'synced') AS unsynced,
@@ -155,6 +143,6 @@ def shops() -> list[dict[str, Any]]:
                      AND c.at > now() - interval '1 minute') AS throttled_last_minute
             FROM shops s LEFT JOIN returns r ON r.shop_id = s.id
             GROUP BY s.id ORDER BY s.domain
-            """
-        )
-        return [dict(row) for row in cur.fetchall()]
+            """,
+        (),
+    )
