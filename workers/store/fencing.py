@@ -66,3 +66,14 @@ def fenced_statement(order_id: int, token: int, sql: str, params: dict[str, Any]
         with transaction() as cur:
             check_fence(cur, order_id, token)
     return rows
+
+
+def fenced_order_update(order_id: int, token: int, assignments: str, params: tuple[Any, ...]) -> None:
+    """``UPDATE orders SET <assignments>`` of the order row itself, only while ``token`` is its
+    fence: the row carries the fence, so the UPDATE compares it under the row's own lock (a new
+    holder's bump waits for it, or it finds nothing after the bump and raises ``LostLock``)."""
+    if not statement(
+        f"UPDATE orders SET {assignments} WHERE id = %s AND fence = %s RETURNING 1",
+        (*params, order_id, token),
+    ):
+        raise LostLock(f"order {order_id}: the fence moved, this holder has {token}")

@@ -16,8 +16,8 @@ from typing import Any
 
 import psycopg2.extras
 
-from workers.store.db import single_statement, statement
-from workers.store.fencing import LostLock
+from workers.store.db import single_statement
+from workers.store.fencing import fenced_order_update
 
 
 def trusted(order_id: int, token: int) -> dict[str, Any] | None:
@@ -33,30 +33,20 @@ def save(order_id: int, token: int, snapshot: dict[str, Any] | None, *, next_run
     """The end of a run on its order row, in one statement: what it knows Shopify holds now
     (None: it is not sure, the next run reads) and when the order is due again (the sweep reads
     ``next_run_at``)."""
-    _end_run(
-        "UPDATE orders SET snapshot = %s, snapshot_fence = %s, next_run_at = %s"
-        " WHERE id = %s AND fence = %s RETURNING 1",
-        (None if snapshot is None else psycopg2.extras.Json(snapshot), token, next_run_at, order_id, token),
+    fenced_order_update(
         order_id,
         token,
+        "snapshot = %s, snapshot_fence = %s, next_run_at = %s",
+        (None if snapshot is None else psycopg2.extras.Json(snapshot), token, next_run_at),
     )
 
 
 def carry(order_id: int, token: int, *, next_run_at: datetime | None) -> None:
     """The end of a run that changed nothing on Shopify: it passes the snapshot it was given on to
     the next, and says when the order is due again."""
-    _end_run(
-        "UPDATE orders SET next_run_at = %s,"
-        " snapshot_fence = CASE WHEN snapshot_fence = %s THEN %s ELSE snapshot_fence END"
-        " WHERE id = %s AND fence = %s RETURNING 1",
-        (next_run_at, token - 1, token, order_id, token),
+    fenced_order_update(
         order_id,
         token,
+        "next_run_at = %s, snapshot_fence = CASE WHEN snapshot_fence = %s THEN %s ELSE snapshot_fence END",
+        (next_run_at, token - 1, token),
     )
-
-
-def _end_run(sql: str, params: tuple[Any, ...], order_id: int, token: int) -> None:
-    # The order row carries the fence: the UPDATE compares it under the row's lock, so a new
-    # holder's bump either waits for this write or makes it find nothing.
-    if not statement(sql, params):
-        raise LostLock(f"order {order_id}: fence moved, this holder has {token}")
