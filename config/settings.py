@@ -79,6 +79,9 @@ class Settings:
     shopify_url_template: str = "https://{shop}/admin/api/{version}/graphql.json"
     shopify_connect_timeout_s: float = 3.0
     shopify_read_timeout_s: float = 20.0
+    # An egress proxy for every call to Shopify (http://host:port). The HTTP session does not
+    # consult HTTPS_PROXY/NO_PROXY/.netrc itself (it would on every request): set it here.
+    shopify_proxy_url: str = ""
     shopify_max_attempts: int = 6
     shopify_backoff_base_s: float = 0.5
     shopify_backoff_cap_s: float = 30.0

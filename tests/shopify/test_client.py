@@ -336,3 +336,33 @@ def test_one_session_per_process_rebuilt_after_fork(monkeypatch: pytest.MonkeyPa
     real_pid = client_module.os.getpid()
     monkeypatch.setattr(client_module.os, "getpid", lambda: real_pid + 1)  # as in a forked child
     assert client_module.get_session() is not first
+
+
+def test_calls_ignore_proxy_variables_of_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A proxy must be chosen in settings: requests would otherwise read these (and ~/.netrc) on
+    # every call. Both point at a port nobody listens on, so honouring them would fail the call.
+    dead = f"http://127.0.0.1:{closed_port()}"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, dead)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client_module.reset_session()
+    with scripted([ok(ORDER_DATA)]) as server:
+        data = Harness(server.url_template).client.execute(QUERY, {"id": "gid://shopify/Order/1"})
+    assert data == ORDER_DATA
+    assert [r.path for r in server.received] == ["/admin/api/2026-07/graphql.json"]
+
+
+def test_calls_go_through_the_proxy_of_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The scripted server plays the proxy: a plain-HTTP proxy receives the absolute URL of a shop
+    # that this test never resolves itself.
+    with scripted([ok(ORDER_DATA)]) as proxy:
+        monkeypatch.setenv("SHOPIFY_PROXY_URL", f"http://127.0.0.1:{proxy.port}")
+        get_settings.cache_clear()
+        client_module.reset_session()
+        shop_url = "http://{shop}/admin/api/{version}/graphql.json"
+        data = Harness(shop_url).client.execute(QUERY, {"id": "gid://shopify/Order/1"})
+    assert data == ORDER_DATA
+    [request] = proxy.received
+    assert request.path == "http://acme-nl.myshopify.com/admin/api/2026-07/graphql.json"
+    assert request.headers["X-Shopify-Access-Token"] == TOKEN

@@ -95,6 +95,13 @@ def get_session() -> requests.Session:
         with _session_lock:
             if _session is None or _session_pid != os.getpid():
                 session = requests.Session()
+                # Proxies come from settings, not from the environment: with trust_env requests
+                # scans os.environ (proxies, NO_PROXY) and looks for ~/.netrc on every request,
+                # about 4 % of a busy worker's CPU.
+                session.trust_env = False
+                proxy = get_settings().shopify_proxy_url
+                if proxy:
+                    session.proxies = {"https": proxy, "http": proxy}
                 # Retries are ours (they depend on query vs mutation); urllib3 must not add any.
                 adapter = HTTPAdapter(pool_connections=16, pool_maxsize=32, max_retries=0)
                 session.mount("https://", adapter)
