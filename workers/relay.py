@@ -146,7 +146,7 @@ class Relay:
             wait = self.breaker.failed(now)
             log.warning("relay: Redis unreachable after %d orders; trying again in %.1fs", rung, wait)
         if rung:
-            log.info("relay: rang %d orders", rung)
+            log.debug("relay: rang %d orders", rung)  # every poll with work: tens of lines a second
 
     def _close(self) -> None:
         if self.conn is not None and not self.conn.closed:
