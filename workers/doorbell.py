@@ -17,10 +17,12 @@ import os
 import threading
 
 from celery import Celery
+from redis import Redis
 from redis.exceptions import RedisError
 
 from config import get_settings
 from config.celery import celery_config
+from config.settings import Settings
 from workers.dispatch import Dispatcher
 from workers.redis_state import get_redis
 from workers.store import outbox
@@ -47,10 +49,26 @@ def _app() -> Celery:
     return _producer
 
 
+# (the Redis client and the settings it was built from, it): its scripts are hashed once.
+_dispatcher: tuple[Redis, Settings, Dispatcher] | None = None
+
+
 def dispatcher() -> Dispatcher:
-    settings = get_settings()
+    """The process's dispatcher, built again when its Redis client (a new process, a reset) or
+    the settings (tests) are new."""
+    global _dispatcher
+    redis, settings = get_redis(), get_settings()
+    cached = _dispatcher
+    if cached is not None and cached[0] is redis and cached[1] is settings:
+        return cached[2]
+    made = _new_dispatcher(redis, settings)
+    _dispatcher = (redis, settings, made)
+    return made
+
+
+def _new_dispatcher(redis: Redis, settings: Settings) -> Dispatcher:
     return Dispatcher(
-        get_redis(),
+        redis,
         max_in_flight=settings.dispatch_max_in_flight,
         shop_max_in_flight=settings.dispatch_shop_max_in_flight,
         # A run keeps its place by touching it whenever it renews its order's lease (and when it
