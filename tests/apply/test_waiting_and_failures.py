@@ -176,6 +176,26 @@ def test_a_throttled_shop_waits_for_its_api_budget(shop: ShopUnderTest):
     assert row["sync"] == "waiting" and "API budget" in row["detail"]
 
 
+def test_a_run_stopped_after_an_approval_still_records_that_shopify_shows_the_return_open(
+    shop: ShopUnderTest,
+):
+    gid = shop.order("#3009", ITEMS)
+    order_id = shop.event("requested", "R-9", order_gid=gid, items=ITEMS)
+    assert apply_order(order_id).outcome == "applied"
+    assert return_row("R-9")["shopify_status"] == "REQUESTED"
+    shop.event("created", "R-9", order_gid=gid, items=ITEMS, minutes=5, tracking="3STRACK9")
+    # Given a budget that lets the approval (10 points) through but not the tracking and the tag
+    # sent after it (20 together), refilling too slowly for the run to wait for it
+    shop.admin.set_throttle(shop.domain, bucket_size=25, restore_rate=1)
+    outcome = apply_order(order_id)
+    assert outcome.outcome == "throttled"
+    assert [r["status"] for r in shop.shopify_returns()] == ["OPEN"]
+    # Then the return waits for the budget, and says what Shopify shows now: approved
+    row = return_row("R-9")
+    assert (row["sync"], row["shopify_status"]) == ("waiting", "OPEN")
+    assert "API budget" in row["detail"]
+
+
 def test_the_status_api_shows_what_shopify_showed_at_the_end_of_the_last_run(shop: ShopUnderTest):
     gid = shop.order("#3008", ITEMS)
     order_id = shop.event("created", "R-8", order_gid=gid, items=ITEMS)

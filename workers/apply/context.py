@@ -19,7 +19,7 @@ from workers.lifecycle import Plan
 from workers.locking import OrderLock
 from workers.shopify.api import Mutation, ShopifyAPI, UserErrors
 from workers.shopify.models import LiveOrder, ShopifyReturn, order_from_json, order_to_json
-from workers.statuses import Category, ReturnState, SyncState
+from workers.statuses import Category, ReturnState, ShopifyStatus, SyncState
 from workers.store import returns as store
 from workers.store import snapshots
 from workers.store.returns import OrderRow, ReturnRow, StoredEvent
@@ -79,6 +79,9 @@ class OrderRun:
     current_return_id: int | None = None
     # Mutations waiting to go out together (``later``), each with what to do with its result.
     pending: list[tuple[Mutation[Any], Callable[[Any], None]]] = field(default_factory=list)
+    # What this run's mutations left each return's status at on Shopify (row id -> status),
+    # written with the return's outcome (``workers.apply.outcomes``), whatever that is.
+    seen_statuses: dict[int, ShopifyStatus] = field(default_factory=dict)
 
     @property
     def token(self) -> int:
@@ -152,16 +155,23 @@ class OrderRun:
     def map_return(
         self, row: ReturnRow, shopify_return: ShopifyReturn, applied_state: ReturnState | None = None
     ) -> ReturnRow:
-        """Record the Shopify return behind a platform return at once (a retry must find it
-        here rather than create a second one); returns the row as it now stands."""
-        store.set_mapping(
-            self.order.id,
-            self.token,
-            row.id,
-            shopify_return_gid=shopify_return.gid,
-            shopify_status=shopify_return.status,
-            applied_state=applied_state,
-        )
+        """Record the Shopify return behind a platform return; returns the row as it now stands.
+
+        What a retry must find is written at once: a new Shopify return (so it is not created a
+        second time) or a state reached. A status change alone (an approval, tracking added) is
+        written with the return's outcome at the end of the run, one round trip fewer per
+        mutation: if the run dies first, the next holder re-reads Shopify anyway (the fence
+        moved, so the snapshot is not trusted) and plans from what is there."""
+        if row.shopify_return_gid != shopify_return.gid or applied_state is not None:
+            store.set_mapping(
+                self.order.id,
+                self.token,
+                row.id,
+                shopify_return_gid=shopify_return.gid,
+                shopify_status=shopify_return.status,
+                applied_state=applied_state,
+            )
+        self.seen_statuses[row.id] = shopify_return.status
         self.live_order = self.live.with_return(shopify_return)
         return replace(
             row,

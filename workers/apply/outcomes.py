@@ -38,6 +38,12 @@ _FINAL_EVENT_STATUS = {
 }
 
 
+def _status(run: OrderRun, return_id: int, seen: ShopifyStatus | None = None) -> ShopifyStatus | None:
+    """The return's status on Shopify for its outcome: what the caller saw, else what this run's
+    mutations left it at (``OrderRun.map_return`` defers writing that to the outcome)."""
+    return seen if seen is not None else run.seen_statuses.get(return_id)
+
+
 def synced(rr: ReturnRun) -> ReturnResult:
     """Every step of the plan done: events get the plan's outcomes, the return what it reached."""
     plan = rr.plan
@@ -61,7 +67,7 @@ def synced(rr: ReturnRun) -> ReturnResult:
         detail=plan.conflict_detail,
         event_statuses=statuses,
         applied_state=applied,
-        shopify_status=current.status if current is not None else None,
+        shopify_status=_status(rr.run, rr.row.id, current.status if current is not None else None),
         category=Category.CONFLICT if plan.has_conflict else None,
     )
     return ReturnResult(sync)
@@ -88,7 +94,7 @@ def refused(
         detail=detail,
         all_open=(status, detail),
         reset_failures=reset_failures,
-        shopify_status=shopify_status,
+        shopify_status=_status(run, return_id, shopify_status),
         category=category,
     )
     return ReturnResult(sync)
@@ -118,7 +124,7 @@ def parked(
         detail=detail,
         all_open=(EventStatus.WAITING, detail),
         waiting_since=run.now,
-        shopify_status=shopify_status,
+        shopify_status=_status(run, row.id, shopify_status),
         category=category,
     )
     return ReturnResult(SyncState.WAITING)
@@ -135,6 +141,7 @@ def budget_wait(run: OrderRun, return_id: int, delay_s: float) -> ReturnResult:
         detail=detail,
         waiting_since=run.now,
         reset_failures=False,
+        shopify_status=_status(run, return_id),
         category=Category.BUDGET,
     )
     return ReturnResult(SyncState.WAITING, budget_wait_s=delay_s)
@@ -179,6 +186,7 @@ def failed_attempt(run: OrderRun, return_id: int, exc: BaseException) -> ReturnR
         sync=SyncState.PENDING,
         detail=detail,
         reset_failures=False,
+        shopify_status=_status(run, return_id),
         category=category,
     )
     return ReturnResult(SyncState.PENDING, retry_in_s=decision.delay_s)
@@ -201,5 +209,6 @@ def fail_unreadable(run: OrderRun, loaded: LoadedReturn) -> None:
             detail=detail,
             event_statuses={bad.row_id: (EventStatus.FAILED, detail)},
             reset_failures=False,
+            shopify_status=_status(run, loaded.row.id),
             category=Category.INVALID_EVENT,
         )
