@@ -163,12 +163,11 @@ def get_return(return_id: int) -> ReturnRow:
 def load_return(return_id: int) -> LoadedReturn:
     """The return with every one of its events, each read back into a ``ReturnEvent`` with the
     contract's schema. A body that no longer validates is set aside as ``UnreadableEvent``.
-    (Two statements and no transaction around them: under read committed a transaction would
-    not make them see one moment either.)"""
-    row = single_statement("SELECT * FROM returns WHERE id = %s", (return_id,))
+    One round trip: the events come aggregated with the row."""
+    row = single_statement(_LOAD_RETURN, (return_id,))
     if row is None:
         raise LookupError(f"no return with id {return_id}")
-    stored = statement("SELECT id, event_id, status, payload FROM events WHERE return_id = %s", (return_id,))
+    stored = row.pop("loaded_events")
     events: list[StoredEvent] = []
     unreadable: list[UnreadableEvent] = []
     for e in stored:
@@ -179,6 +178,16 @@ def load_return(return_id: int) -> LoadedReturn:
             unreadable.append(UnreadableEvent(e["id"], e["event_id"], status, exc))
     events.sort(key=lambda s: s.event.sort_key)
     return LoadedReturn(_return(row), tuple(events), tuple(unreadable))
+
+
+_LOAD_RETURN = """
+SELECT r.*, (
+    SELECT COALESCE(json_agg(json_build_object(
+        'id', e.id, 'event_id', e.event_id, 'status', e.status, 'payload', e.payload)), '[]')
+    FROM events e WHERE e.return_id = r.id
+) AS loaded_events
+FROM returns r WHERE r.id = %s
+"""
 
 
 def owners_of(shop_id: int, gids: Sequence[str]) -> dict[str, int]:
