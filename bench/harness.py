@@ -301,10 +301,11 @@ class System:
                 "SHOPIFY_ADMIN_URL_TEMPLATE": f"http://{HOST}:{self.standin_port}/shops/{{shop}}/admin",
             }
         )
-        # As a deployment should: the dispatcher hands out no more runs than the workers have slots
-        # (config/settings.py says why), counted for the fleet the run starts with (an env override
-        # sets another figure, e.g. for set_workers()).
-        env["DISPATCH_MAX_IN_FLIGHT"] = str(max(1, self.n_workers * self.concurrency))
+        # As a deployment should: the dispatcher hands out about 80 % of the workers' slots, never
+        # all of them (config/settings.py says why), counted for the fleet the run starts with (an
+        # env override sets another figure, e.g. for set_workers()).
+        slots = self.n_workers * self.concurrency
+        env["DISPATCH_MAX_IN_FLIGHT"] = str(max(1, slots - max(1, slots // 5)))
         if self.bouncer_port is not None:
             env["DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:{self.bouncer_port}/{self.database}"
             env["DATABASE_LISTEN_URL"] = self.database_url
