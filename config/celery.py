@@ -54,8 +54,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": "returns",
         "task_default_priority": 5,
         "worker_hijack_root_logger": False,
-        "worker_send_task_events": True,  # Flower's live view
-        "task_send_sent_event": True,
+        # Task events (Flower's live view) are off until a monitor asks for them: Flower switches
+        # them on in every worker as it connects (its enable_events, by default). They are four
+        # Redis messages per task, about 5 % of a busy worker's CPU, for a view nobody may be
+        # watching. No "sent" event from publishers either: Flower shows a task once a worker
+        # has it.
+        "worker_send_task_events": False,
+        "task_send_sent_event": False,
         "timezone": "UTC",
         # Exactly one scheduler even when several beat processes run (a standby per machine, or
         # two started by mistake): RedBeat keeps the schedule in Redis behind a lock the active
