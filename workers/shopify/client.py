@@ -95,8 +95,8 @@ def get_session() -> requests.Session:
         with _session_lock:
             if _session is None or _session_pid != os.getpid():
                 session = requests.Session()
-                # Proxies come from settings, not from the environment: with trust_env requests
-                # scans os.environ (proxies, NO_PROXY) and looks for ~/.netrc on every request,
+                # Proxies come from settings, not from the environment: with trust_env requests reads
+                # the proxy variables (and NO_PROXY) and looks for ~/.netrc on every request,
                 # about 4 % of a busy worker's CPU.
                 session.trust_env = False
                 proxy = get_settings().shopify_proxy_url
