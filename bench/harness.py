@@ -651,6 +651,9 @@ class System:
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = requests.Session()
+            # The load generator shares the cores with what it measures: no scan of the proxy
+            # variables and ~/.netrc for every event it sends (the system's own client skips it too).
+            session.trust_env = False
         return session
 
     def send(self, event: dict[str, Any], *, max_attempts: int = 30, max_time_s: float = 90.0) -> int:
