@@ -1,7 +1,7 @@
 """Pipeline benchmarks: the goals of issue #10, each against a real local system (bench.harness).
 
 Every system here runs the worker configuration of ``make run`` (Procfile): one Celery worker
-process, gevent pool, concurrency 100, with the relay's fair dispatcher and the shops' shared
+process, gevent pool, concurrency 125, with the relay's fair dispatcher and the shops' shared
 cost budget as they ship.
 
 ``calls``       Shopify calls and cost points per lifecycle (nothing->completed as one
@@ -41,8 +41,8 @@ ORDER_BASE = 6_000_000_000_000  # order ids of the benchmarks; line ids are deri
 LINE_OFFSET = 500_000_000
 _ids = itertools.count(1)
 BIG_BUCKET = {"bucket_size": 1_000_000, "restore_rate": 1_000_000}  # rate limit out of the picture
-# What `make run` starts (Procfile): one worker process, gevent, 100 greenlets.
-WORKERS, CONCURRENCY, POOL = 1, 100, "gevent"
+# What `make run` starts (Procfile): one worker process, gevent, 125 greenlets.
+WORKERS, CONCURRENCY, POOL = 1, 125, "gevent"
 FINAL_OK = ("applied", "superseded")
 CORES = os.cpu_count() or 1
 
