@@ -59,6 +59,12 @@ def child_env(**extra: str) -> dict[str, str]:
     return {**os.environ, **extra}
 
 
+def probe_worker_argv(queue: str, hostname: str, *options: str) -> list[str]:
+    """A Celery worker of ours serving only the probe tasks (``probe_tasks``), on a queue of its own."""
+    worker = [str(BIN / "celery"), "-A", "tasks.app", "worker", "-I", "tests.observability.probe_tasks"]
+    return [*worker, "-Q", queue, *options, "-n", hostname]
+
+
 def run_python(code: str, env: dict[str, str], timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
     """A fresh interpreter running ``code`` in the repository (as a process of ours would)."""
     done = subprocess.run(

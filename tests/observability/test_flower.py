@@ -12,7 +12,7 @@ import uuid
 import requests
 
 from config.settings import LOCAL_FLOWER_AUTH
-from tests.observability.conftest import BIN, ROOT, child_env
+from tests.observability.conftest import BIN, ROOT, child_env, probe_worker_argv
 from tests.support.net import free_port
 
 
@@ -38,25 +38,8 @@ def test_flower_shows_the_tasks_a_gevent_worker_runs(redis_client: object) -> No
     queue = f"flower-{uuid.uuid4().hex[:8]}"
     port = free_port()
     env = child_env(FLOWER_PORT=str(port))
-    worker = _start(
-        [
-            str(BIN / "celery"),
-            "-A",
-            "tasks.app",
-            "worker",
-            "-I",
-            "tests.observability.probe_tasks",
-            "-Q",
-            queue,
-            "-P",
-            "gevent",
-            "--concurrency",
-            "4",
-            "-n",
-            f"flower-probe-{uuid.uuid4().hex[:6]}@test",
-        ],
-        env,
-    )
+    hostname = f"flower-probe-{uuid.uuid4().hex[:6]}@test"
+    worker = _start(probe_worker_argv(queue, hostname, "-P", "gevent", "--concurrency", "4"), env)
     flower = _start([str(BIN / "celery"), "-A", "tasks.app", "flower", "--conf=config/flower.py"], env)
     auth = tuple(LOCAL_FLOWER_AUTH.split(":", 1))
     sent: list[str] = []

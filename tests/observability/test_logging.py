@@ -24,7 +24,7 @@ from config.settings import (
     LOCAL_TOKEN_KEY,
     LOCAL_WEB_SECRET_KEY,
 )
-from tests.observability.conftest import BIN, ROOT, child_env, scrape_dir, value, wait_until
+from tests.observability.conftest import ROOT, child_env, probe_worker_argv, scrape_dir, value, wait_until
 
 
 def emit(log_format: str, process: str = "probe") -> subprocess.CompletedProcess[str]:
@@ -156,22 +156,7 @@ def test_a_celery_worker_logs_json_with_the_task_id_and_reports_its_heartbeat_an
     metrics_dir = tmp_path / f"returnsync-metrics-{os.getuid()}"
     with tempfile.TemporaryFile() as stderr:
         worker = subprocess.Popen(
-            [
-                str(BIN / "celery"),
-                "-A",
-                "tasks.app",
-                "worker",
-                "-I",
-                "tests.observability.probe_tasks",
-                "-Q",
-                queue,
-                "--concurrency",
-                "1",
-                "--without-gossip",
-                "--without-mingle",
-                "-n",
-                hostname,
-            ],
+            probe_worker_argv(queue, hostname, "--concurrency", "1", "--without-gossip", "--without-mingle"),
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
