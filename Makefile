@@ -49,6 +49,8 @@ migrate: venv services
 # the demo shop installed through the app's real OAuth flow (the stand-in approves at once; its
 # demo app's tokens last two minutes, so refreshes show in the log).
 run: export DATABASE_URL ?= $(DEMO_DATABASE_URL)
+# A line per task, accepted event and relay round: quiet by default (config/logging.py).
+run: export LOG_PER_MESSAGE ?= true
 run: export SHOPIFY_ADMIN_URL_TEMPLATE ?= $(STANDIN_URL)/shops/{shop}/admin
 run: export SHOPIFY_URL_TEMPLATE ?= $(STANDIN_URL)/shops/{shop}/admin/api/{version}/graphql.json
 # The metrics directory (PROMETHEUS_MULTIPROC_DIR, config/prometheus.py) starts empty with the

@@ -175,8 +175,8 @@ def formatter(process: str) -> logging.Formatter:
     return JsonFormatter(process) if log_format(get_settings()) == "json" else TextFormatter(process)
 
 
-# Celery's lines per task message (received; succeeded in ...s).
-_PER_MESSAGE_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
+# A line per message: Celery's task received and succeeded, an accepted event, a relay round.
+PER_MESSAGE_LOGGERS = ("celery.worker.strategy", "celery.app.trace", "ingest.accepted", "workers.relay.rings")
 
 
 def dict_config(process: str, level: str | int | None = None) -> dict[str, Any]:
@@ -188,7 +188,7 @@ def dict_config(process: str, level: str | int | None = None) -> dict[str, Any]:
         level = settings.log_level.upper()
     elif isinstance(level, int):
         level = logging.getLevelName(level)
-    per_message = level if level == "DEBUG" else "WARNING"
+    per_message = level if level == "DEBUG" or settings.log_per_message else "WARNING"
     return {
         "version": 1,
         # Loggers made at import (every module's ``log``) keep working.
@@ -211,10 +211,11 @@ def dict_config(process: str, level: str | int | None = None) -> dict[str, Any]:
             # carry raw paths and query strings (an OAuth callback's code and HMAC, shop and return
             # ids). The app logs what it needs, by route rule.
             "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
-            # A line for every task received and every task done is most of a busy worker's
-            # output and about 2 % of its CPU, and says what the attempts table, the metrics and
-            # Flower already say; shown at DEBUG. A task that fails still logs its error here.
-            **{name: {"level": per_message} for name in _PER_MESSAGE_LOGGERS},
+            # A line for every task received and done, every event accepted, every relay round is
+            # most of a busy system's output (about 2 % of a worker's CPU) and says what the
+            # attempts table, the events, the metrics and Flower already say: shown at DEBUG, or
+            # with LOG_PER_MESSAGE. A task that fails still logs its error here.
+            **{name: {"level": per_message} for name in PER_MESSAGE_LOGGERS},
         },
     }
 

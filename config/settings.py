@@ -212,6 +212,10 @@ class Settings:
     ops_session_ttl_s: int = 8 * 3600
 
     log_level: str = "INFO"
+    # A line per message handled (a task received and done, an event accepted, a relay round) at
+    # LOG_LEVEL too, not only at DEBUG: for watching a local system (`make run` sets it); at
+    # production rates they would be most of the output (config/logging.py).
+    log_per_message: bool = False
     # "json" (one object per line, for a log shipper) or "text" (for a developer's terminal); empty
     # means json in production and text in the local mode (config/logging.py).
     log_format: str = ""

@@ -24,6 +24,7 @@ from workers.store.db import DatabaseUnavailable
 from workers.store.inbox import RecordStatus
 
 log = logging.getLogger("ingest")
+accepted_log = logging.getLogger("ingest.accepted")
 
 
 def slow_body(timeout_s: float) -> Response:
@@ -88,9 +89,9 @@ def _store(event: ReturnEvent, body: dict[str, Any]) -> Response:
         return error(409, f"event {event.id} was already stored with different content")
     if result.status is RecordStatus.ACCEPTED:
         metrics.event_accepted(event.shop, event.type)
-        # DEBUG: at ingest's rate a line per accepted event is most of the log, and the event row
-        # (received_at), the status API and the accepted counter say it already.
-        log.debug("event %s accepted for %s (order row %s)", event.id, event.shop, result.order_id)
+        # A per-message logger (config/logging.py): shown locally, quiet in production, where the
+        # event row, the status API and the accepted counter say it already.
+        accepted_log.info("event %s accepted for %s (order row %s)", event.id, event.shop, result.order_id)
         return json_response({"id": event.id, "status": "accepted"}, 202)
     # A duplicate: the producer retried. If the event is still open, record_event re-armed its
     # doorbell (it may have been lost); the relay rings it.

@@ -42,6 +42,7 @@ from workers.store import outbox
 from workers.store.db import DatabaseUnavailable
 
 log = logging.getLogger("workers.relay")
+rings_log = logging.getLogger("workers.relay.rings")
 
 
 def relay_once(ring: Callable[[int, int], bool] = doorbell.ring_only, limit: int = 500) -> tuple[int, bool]:
@@ -146,7 +147,7 @@ class Relay:
             wait = self.breaker.failed(now)
             log.warning("relay: Redis unreachable after %d orders; trying again in %.1fs", rung, wait)
         if rung:
-            log.debug("relay: rang %d orders", rung)  # every poll with work: tens of lines a second
+            rings_log.info("relay: rang %d orders", rung)  # a per-message logger (config/logging.py)
 
     def _close(self) -> None:
         if self.conn is not None and not self.conn.closed:

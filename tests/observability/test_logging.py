@@ -24,7 +24,15 @@ from config.settings import (
     LOCAL_TOKEN_KEY,
     LOCAL_WEB_SECRET_KEY,
 )
-from tests.observability.conftest import ROOT, child_env, probe_worker_argv, scrape_dir, value, wait_until
+from tests.observability.conftest import (
+    ROOT,
+    child_env,
+    probe_worker_argv,
+    run_python,
+    scrape_dir,
+    value,
+    wait_until,
+)
 
 
 def emit(log_format: str, process: str = "probe") -> subprocess.CompletedProcess[str]:
@@ -207,3 +215,28 @@ def test_a_celery_worker_logs_json_with_the_task_id_and_reports_its_heartbeat_an
     assert bound["shop"] == "probe.myshopify.com" and bound["order_id"] == 42
     assert any(line["logger"].startswith("celery") for line in lines)  # Celery's own lines too
     assert "shpat_abc123" not in json.dumps(lines)
+
+
+_PER_MESSAGE_PROBE = """
+import logging
+from config.logging import PER_MESSAGE_LOGGERS, configure
+configure("probe")
+for name in PER_MESSAGE_LOGGERS:
+    logging.getLogger(name).info("per-message line of " + name)
+logging.getLogger("celery.app.trace").error("a failed task")
+logging.getLogger("workers.probe").info("an ordinary line")
+"""
+
+
+@pytest.mark.parametrize("per_message", [None, "true"])
+def test_a_line_per_message_only_when_asked_for(per_message: str | None):
+    env = child_env(LOG_FORMAT="json", LOG_LEVEL="INFO")
+    env.pop("LOG_PER_MESSAGE", None)
+    if per_message:
+        env["LOG_PER_MESSAGE"] = per_message
+    done = run_python(_PER_MESSAGE_PROBE, env)
+    messages = [json.loads(line)["message"] for line in done.stderr.splitlines()]
+    per_message_lines = [m for m in messages if m.startswith("per-message line")]
+    # Failures and ordinary lines always; the per-message loggers only for a local system.
+    assert "a failed task" in messages and "an ordinary line" in messages
+    assert len(per_message_lines) == (4 if per_message else 0), messages
