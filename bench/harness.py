@@ -38,6 +38,7 @@ import psycopg2.extras
 import redis
 import requests
 
+from config.settings import dispatch_share
 from standin.admin import StandinAdmin
 from web.signatures import sign
 
@@ -304,8 +305,7 @@ class System:
         # As a deployment should: the dispatcher hands out about 80 % of the workers' slots, never
         # all of them (config/settings.py says why), counted for the fleet the run starts with (an
         # env override sets another figure, e.g. for set_workers()).
-        slots = self.n_workers * self.concurrency
-        env["DISPATCH_MAX_IN_FLIGHT"] = str(max(1, slots - max(1, slots // 5)))
+        env["DISPATCH_MAX_IN_FLIGHT"] = str(dispatch_share(self.n_workers * self.concurrency))
         if self.bouncer_port is not None:
             env["DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:{self.bouncer_port}/{self.database}"
             env["DATABASE_LISTEN_URL"] = self.database_url

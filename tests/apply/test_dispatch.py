@@ -3,13 +3,16 @@ between shops, per-shop and total limits, due times, pauses and runs that never 
 
 from __future__ import annotations
 
+import re
 import time
+from pathlib import Path
 
 import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from config.settings import MAKE_RUN_WORKER_SLOTS, Settings, dispatch_share
 from workers.dispatch import Dispatcher
 
 
@@ -250,3 +253,14 @@ def test_a_run_that_spent_its_shops_budget_pauses_the_shop(redis_client: redis.R
     assert first == ((10, 1),)
     d.finish(10, again_in_s=300, pause_shop_s=300)  # the dispatcher knows the shop of its own runs
     assert handed(d) == [20]  # shop 1 waits for its bucket; the other shop goes on
+
+
+def test_make_runs_worker_always_has_a_free_slot_for_the_dispatchers_runs():
+    # A gevent worker whose every slot holds a message stops fetching until its next 2 s poll:
+    # the default hand-out must stay below the slots the Procfile gives the worker.
+    procfile = (Path(__file__).resolve().parents[2] / "Procfile").read_text()
+    (worker,) = [line for line in procfile.splitlines() if line.startswith("worker:")]
+    slots = int(re.search(r"--concurrency (\d+)", worker)[1])
+    assert slots == MAKE_RUN_WORKER_SLOTS
+    assert Settings().dispatch_max_in_flight == dispatch_share(slots) < slots
+    assert [dispatch_share(n) for n in (1, 2, 5, 32, 100, 125)] == [1, 1, 4, 26, 80, 100]
