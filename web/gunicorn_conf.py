@@ -15,6 +15,8 @@ from __future__ import annotations
 import multiprocessing
 from typing import Any
 
+from gunicorn import glogging
+
 from config import get_settings, prometheus, require_safe
 from config.logging import dict_config
 
@@ -34,6 +36,17 @@ loglevel = _settings.log_level.lower()
 # a reload (SIGHUP), where a configure() at import would lose to its own handlers.
 logconfig_dict = dict_config("web")
 accesslog = None  # access lines carry paths with shop/return ids; the app logs what it needs
+
+
+class _NoAccessLog(glogging.Logger):
+    """Given a logging config, gunicorn builds every request's access-log fields (4 % of an ingest
+    request's CPU) whatever ``accesslog`` says, for a logger that is off."""
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        return
+
+
+logger_class = _NoAccessLog
 timeout = 30
 graceful_timeout = 10
 keepalive = 5
