@@ -83,6 +83,8 @@ class Settings:
     # Concurrent connections per gunicorn worker process (gevent: a slow client holds a greenlet,
     # not a thread).
     ingest_worker_connections: int = 1000
+    # Most events one web process writes in one statement and commit (web/group_commit.py).
+    ingest_batch_max: int = 64
 
     # Shopify Admin API. The URL template gets {shop} and {version}; a shop row may override it.
     shopify_api_version: str = "2026-07"

@@ -44,6 +44,7 @@ def create_app() -> Flask:
     app.config["RETURNSYNC_VERIFIER"] = Verifier.from_secrets(
         settings.ingest_secrets, settings.ingest_timestamp_tolerance_s
     )
+    app.config["RETURNSYNC_RECORDER"] = ingest.recorder(settings.ingest_batch_max)
     # Keep the contract's key order in bodies ("id" before "status"); clients may diff them.
     app.json.sort_keys = False  # type: ignore[attr-defined]
 

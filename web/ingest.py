@@ -9,12 +9,14 @@ for any input; never a body, a header value or a secret in a log line.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from flask import Response, current_app, request
 
 from config import get_settings, logcontext
 from web.body import BadBody, SlowBody, is_json, parse_body, read_limited
+from web.group_commit import GroupCommit
 from web.responses import error, json_response, unavailable
 from web.signatures import SIGNATURE_HEADERS, SignatureError, Verifier
 from workers import metrics
@@ -33,14 +35,35 @@ def slow_body(timeout_s: float) -> Response:
     return response
 
 
+Recorded = tuple[ReturnEvent, dict[str, Any]]
+
+
+def _record_batch(items: Sequence[Recorded]) -> list[inbox.RecordResult]:
+    results = inbox.record_events(items)
+    metrics.ingest_batch(len(items))
+    return results
+
+
+def _record_one(item: Recorded) -> inbox.RecordResult:
+    result = inbox.record_event(*item)
+    metrics.ingest_batch(1)
+    return result
+
+
+def recorder(max_batch: int) -> GroupCommit[Recorded, inbox.RecordResult]:
+    """A process' group commit of events: concurrent requests share a statement and a commit."""
+    return GroupCommit(_record_batch, _record_one, max_batch)
+
+
 def _record_with_one_retry(event: ReturnEvent, body: dict[str, Any]) -> inbox.RecordResult:
     """Pooled connections die when Postgres restarts; the first use finds out and is discarded.
     One retry on a fresh connection hides that from the producer. It is safe even if the failure
     hit the COMMIT itself: the retry then finds the stored event and answers a duplicate."""
+    grouped: GroupCommit[Recorded, inbox.RecordResult] = current_app.config["RETURNSYNC_RECORDER"]
     try:
-        return inbox.record_event(event, body)
+        return grouped.submit((event, body))
     except DatabaseUnavailable:
-        return inbox.record_event(event, body)
+        return grouped.submit((event, body))
 
 
 def receive_event() -> Response:

@@ -74,6 +74,9 @@ ACCEPTED_TO_APPLIED_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120,
 # Up to the read timeout (SHOPIFY_READ_TIMEOUT_S, 20 s) and a little beyond.
 SHOPIFY_CALL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30)
 
+# A web process' group commit (web/group_commit.py), up to INGEST_BATCH_MAX.
+INGEST_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
 # registry=None: the values are read from the files (build_registry), never from this process's
 # default registry, which Flower's own /metrics would otherwise serve with this process's share.
 EVENTS_ACCEPTED = Counter(
@@ -89,6 +92,12 @@ EVENTS_FAILED = Counter(
     "returnsync_events_failed_total",
     "Return events dead-lettered as failed (out of attempts or unreadable).",
     ["shop", "type"],
+    registry=None,
+)
+INGEST_BATCH_EVENTS = Histogram(
+    "returnsync_ingest_batch_events",
+    "Events ingest recorded in one statement and commit (group commit).",
+    buckets=INGEST_BATCH_BUCKETS,
     registry=None,
 )
 ACCEPTED_TO_APPLIED = Histogram(
@@ -180,6 +189,12 @@ def _age_s(accepted_at: datetime | float) -> float:
 def event_accepted(shop: str, event_type: str) -> None:
     """Ingest stored a new event (the 202 of a first delivery, not a duplicate)."""
     EVENTS_ACCEPTED.labels(_shop(shop), _label(event_type, _EVENT_TYPES)).inc()
+
+
+@_bookkeeping
+def ingest_batch(events: int) -> None:
+    """Ingest wrote ``events`` events in one statement (concurrent requests grouped)."""
+    INGEST_BATCH_EVENTS.observe(events)
 
 
 @_bookkeeping

@@ -199,3 +199,42 @@ def test_gunicorn_never_logs_a_request_line(shop: shops.Shop) -> None:
     log = proc.stderr.read().decode()
     assert "secret-oauth-code-123" not in log and "R-secret-path-1" not in log
     assert "Booting worker" in log  # the log was captured, with gunicorn's own lines in it
+
+
+def _batch_series(base: str) -> tuple[float, float]:
+    """(events, writes) of the group commit so far, from /metrics."""
+    user, _, password = get_settings().metrics_basic_auth.partition(":")
+    text = requests.get(base + "/metrics", auth=(user, password), timeout=10).text
+    values = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("returnsync_ingest_batch_events_sum", "returnsync_ingest_batch_events_count"):
+            values[name] = float(value)
+    return (
+        values.get("returnsync_ingest_batch_events_sum", 0.0),
+        values.get("returnsync_ingest_batch_events_count", 0.0),
+    )
+
+
+def test_given_many_concurrent_events_then_each_is_answered_202_and_stored_once(server: str) -> None:
+    """The group commit under gunicorn's gevent workers: concurrent requests share writes (the
+    histogram's writes never outnumber its events) and every event lands exactly once."""
+    events_before, writes_before = _batch_series(server)
+    bodies = [
+        mutated(
+            example("02"),
+            lambda b, i=i: (b.update(id=f"evt_many_{i}"), b["return"].update(id=f"R-many-{i % 16}")),
+        )
+        for i in range(96)
+    ]
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        codes = list(pool.map(lambda b: signed_post(server, b).status_code, bodies))
+    assert codes == [202] * 96
+    with transaction() as cur:
+        cur.execute("SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM events")
+        assert cur.fetchone() == {"n": 96, "d": 96}
+        cur.execute("SELECT count(*) AS n FROM returns")
+        assert cur.fetchone() == {"n": 16}
+    events_after, writes_after = _batch_series(server)
+    assert events_after - events_before == 96
+    assert 1 <= writes_after - writes_before <= 96

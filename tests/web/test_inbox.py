@@ -159,3 +159,33 @@ def test_given_postgres_dropped_our_connections_then_the_producer_still_lands_th
     assert codes[-1] == 202
     assert set(codes[:-1]) <= {503}
     assert rows("SELECT count(*) AS n FROM events") == [{"n": 2}]
+
+
+def test_given_one_batch_of_mixed_deliveries_then_each_gets_the_answer_it_would_get_alone(
+    shop: shops.Shop,
+) -> None:
+    """Group commit's statement (record_events): one commit, each event decided as record_event
+    decides it, in the caller's order, a repeat inside the batch included."""
+    earlier = record(example("01"))
+    changed = mutated(example("01"), lambda b: b.update(occurred_at="2026-03-02T10:00:00Z"))
+    new_a = _event_of("02", "evt_batch_a", "R-batch-1", "gid://shopify/Order/5001")
+    new_b = _event_of("02", "evt_batch_b", "R-batch-2", "gid://shopify/Order/5001")
+    stranger = mutated(example("02"), lambda b: b.update(id="evt_batch_c", shop="nobody.myshopify.com"))
+    batch = [new_b, example("01"), changed, stranger, new_a, new_b]
+
+    results = inbox.record_events([(load_event(body), body) for body in batch])
+
+    assert [r.status for r in results] == [
+        "accepted",
+        "duplicate",
+        "conflict",
+        "unknown_shop",
+        "accepted",
+        "duplicate",  # the batch's own earlier copy
+    ]
+    assert results[1].event_row_id == earlier.event_row_id
+    assert results[0].order_id == results[4].order_id != earlier.order_id  # one new order row
+    assert results[5].event_row_id == results[0].event_row_id
+    stored = sorted(r["event_id"] for r in rows("SELECT event_id FROM events"))
+    assert stored == sorted([example("01")["id"], "evt_batch_a", "evt_batch_b"])
+    assert rows("SELECT count(*) AS n FROM orders WHERE order_gid = 'gid://shopify/Order/5001'") == [{"n": 1}]

@@ -1,22 +1,23 @@
 """The inbox: durable recording of accepted return events, and the read side of a return's status.
 
 ``record_event`` runs in ONE transaction: the shop, order, return and event rows become visible
-together or not at all, so a 202 always means "durable and complete". It also wakes the relay
-(``workers.store.outbox``), which rings the workers' doorbell: the request path never talks to
-Redis.
+together or not at all, so a 202 always means "durable and complete". The event row is its own
+outbox entry: the relay (``workers.store.outbox``) finds it and rings the workers' doorbell, so
+the request path never talks to Redis. ``record_events`` does the same for several events in one
+statement and one commit (group commit, ``web/group_commit.py``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from workers.events import ReturnEvent
 from workers.statuses import EventStatus, SyncState
-from workers.store.db import single_statement, transaction
+from workers.store.db import statement, transaction
 
 
 class RecordStatus(StrEnum):
@@ -39,7 +40,7 @@ class RecordResult:
         return self.event_status is not None and self.event_status.is_open
 
 
-def _payload_json(payload: Mapping[str, Any]) -> str:
+def _payload_json(payload: Mapping[str, Any] | list[Any]) -> str:
     # allow_nan=False: the endpoint already refuses NaN/Infinity; a slip must fail, not store junk.
     return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
@@ -54,21 +55,39 @@ def record_event(event: ReturnEvent, payload: Mapping[str, Any]) -> RecordResult
     Raises ``workers.store.db.DatabaseUnavailable`` when Postgres cannot be reached; nothing is
     stored then.
     """
-    ret = event.event_return
-    row = single_statement(
-        "SELECT * FROM record_event(%s, %s, %s, %s, %s, %s, %s, %s::jsonb)",
-        (
-            event.id,
-            event.shop,
-            ret.id,
-            ret.order.gid,
-            ret.order.name,
-            event.type,
-            event.occurred_at,
-            _payload_json(payload),
-        ),
+    return record_events([(event, payload)])[0]
+
+
+def record_events(batch: Sequence[tuple[ReturnEvent, Mapping[str, Any]]]) -> list[RecordResult]:
+    """``record_event`` for several events in one statement, one transaction and one commit
+    (migration 0012's ``record_events``); the answers in the order of ``batch``. All or nothing:
+    when it raises, nothing of the batch is stored, and each event can be recorded on its own.
+
+    Sent sorted by shop, order, return and event id, so that two concurrent batches lock the rows
+    they share in the same order instead of deadlocking.
+    """
+    order = sorted(range(len(batch)), key=lambda i: _lock_order(batch[i][0]))
+    rows = statement(
+        "SELECT * FROM record_events(%s::jsonb) ORDER BY ordinal",
+        (_payload_json([_batch_entry(*batch[i]) for i in order]),),
     )
-    assert row is not None
+    assert len(rows) == len(batch)
+    results = dict(zip(order, map(_result, rows), strict=True))
+    return [results[i] for i in range(len(batch))]
+
+
+def _batch_entry(event: ReturnEvent, payload: Mapping[str, Any]) -> list[Any]:
+    ret = event.event_return
+    occurred_at = event.occurred_at.isoformat()
+    return [event.id, event.shop, ret.id, ret.order.gid, ret.order.name, event.type, occurred_at, payload]
+
+
+def _lock_order(event: ReturnEvent) -> tuple[str, str, str, str]:
+    order = event.event_return.order
+    return (event.shop, order.gid or order.name or "", event.event_return.id, event.id)
+
+
+def _result(row: Mapping[str, Any]) -> RecordResult:
     return RecordResult(
         status=RecordStatus(row["status"]),
         order_id=row["order_id"],
