@@ -24,7 +24,10 @@ from graphql import (
     validate,
 )
 
-SCHEMA_DIR = Path("/work/shared/shopify/schema")
+# The shared folder sits next to the repository (../shared), wherever it was cloned.
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "shared" / "shopify" / "schema"
+if not SCHEMA_DIR.is_dir():  # the project machine's fixed place for it
+    SCHEMA_DIR = Path("/work/shared/shopify/schema")
 # The schema files we ship with, oldest first. Any other version maps to the nearest one at or
 # below it (older versions map to the oldest): the stand-in answers every dated version, as
 # Shopify does for supported ones, without pretending to know schema differences it has no file for.

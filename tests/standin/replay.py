@@ -18,9 +18,10 @@ from typing import Any
 import requests
 
 from standin import state as st
+from standin.schema import SCHEMA_DIR
 from standin.server import RunningStandin
 
-CAPTURES = Path("/work/shared/shopify/captures")
+CAPTURES = SCHEMA_DIR.parent / "captures"  # next to the schema the stand-in serves
 
 QUERY_ROOTS = {
     "order",
