@@ -210,6 +210,40 @@ def test_an_order_larger_than_a_page_is_read_on_in_pages(make_api: Callable[...,
     assert {v["after"] for _, v in client.sent[1:]} == {"r1", "l1", "f1"}
 
 
+def test_lines_that_fill_their_nested_page_are_read_again_with_a_larger_one(
+    make_api: Callable[..., Any],
+) -> None:
+    """The snapshot asks for a page of 10 lines per return and per fulfilment (a fifth of the
+    requested cost of 50); a page that comes back full may have cut lines off, so the whole
+    snapshot is read again with 50, and the run sees every line."""
+
+    def snapshot(v: dict[str, Any]) -> dict[str, Any]:
+        lines = [
+            {"quantity": 1, "fulfillmentLineItem": {"id": f"F{n}", "lineItem": {"id": f"L{n}"}}}
+            for n in range(min(12, v["items"]))  # the fulfilment has 12 returnable lines
+        ]
+        fulfillment = {"id": "RF1", "returnableFulfillmentLineItems": {"nodes": lines}}
+        return {**_snapshot(returnableFulfillments=_page([fulfillment])), **_reasons("style")}
+
+    api, client = make_api(OrderSnapshotWithReasons=snapshot, OrderSnapshot=snapshot)
+    live = api.order(ORDER)
+    assert live is not None
+    assert len(live.returnable or ()) == 12
+    assert [(name, v["items"]) for name, v in client.sent] == [
+        ("OrderSnapshotWithReasons", 10),
+        ("OrderSnapshot", 50),
+    ]
+    client.sent.clear()
+    api.order(ORDER)  # the next order read starts small again
+    assert [v["items"] for _, v in client.sent] == [10, 50]
+
+
+def test_lines_within_their_page_are_read_once(make_api: Callable[..., Any]) -> None:
+    api, client = make_api(OrderSnapshotWithReasons=lambda v: {**_snapshot(), **_reasons("style")})
+    assert api.order(ORDER) is not None
+    assert [(name, v["items"]) for name, v in client.sent] == [("OrderSnapshotWithReasons", 10)]
+
+
 def test_a_read_too_dear_for_the_shop_is_asked_for_in_smaller_pages(make_api: Callable[..., Any]) -> None:
     from workers.shopify.errors import CostTooHigh
 

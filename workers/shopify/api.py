@@ -180,10 +180,58 @@ class ShopifyAPI:
     def order(self, order_gid: str) -> LiveOrder | None:
         """The order as it is now, in one request: tags, note, line items, every return in full and
         what is still returnable (and the shop's reason definitions on a process's first read).
-        Read on in pages only when the order has more than a page holds; asked for in smaller
-        pages when the shop's bucket cannot hold the whole read. None if Shopify does not know
-        the order."""
+        Read on in pages only when the order has more than a page holds (read again with a larger
+        page of nested lines when a return's or a fulfilment's lines filled theirs); asked for in
+        smaller pages when the shop's bucket cannot hold the whole read. None if Shopify does not
+        know the order."""
         pages = dict(docs.SNAPSHOT_PAGES)
+        fewest_items = 1  # a page of nested lines smaller than this is known to cut lines off
+        while True:
+            read = self._snapshot(order_gid, pages, fewest_items)
+            if read is None:
+                return None
+            data, node, pages = read
+            returns = self._read_on(
+                node.get("returns"),
+                docs.ORDER_RETURNS_PAGE,
+                {"id": order_gid, "first": pages["returns"], "items": pages["items"]},
+                ("order", "returns"),
+            )
+            fulfillments = self._read_on(
+                data.get("returnableFulfillments"),
+                docs.RETURNABLE_FULFILLMENTS,
+                {"orderId": order_gid, "first": pages["fulfillments"], "items": pages["items"]},
+                ("returnableFulfillments",),
+            )
+            larger = [size for size in docs.ITEMS_PAGES if size > pages["items"]]
+            if not larger or not _lines_cut_off(returns, fulfillments, pages["items"]):
+                break
+            fewest_items = pages["items"] = larger[0]
+        lines = self._read_on(
+            node.get("lineItems"),
+            docs.ORDER_LINES_PAGE,
+            {"id": order_gid, "first": pages["lines"]},
+            ("order", "lineItems"),
+        )
+        return LiveOrder(
+            gid=node["id"],
+            name=node.get("name") or "",
+            tags=tuple(node.get("tags") or ()),
+            note=node.get("note"),
+            line_items={
+                line["id"]: (int(line.get("quantity") or 0), int(line.get("unfulfilledQuantity") or 0))
+                for line in lines
+            },
+            returns=tuple(parse_return(r) for r in returns),
+            returnable=_returnable(fulfillments),
+        )
+
+    def _snapshot(
+        self, order_gid: str, pages: dict[str, int], fewest_items: int
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, int]] | None:
+        """One snapshot read (the reasons with it on a process's first read of the shop), in pages
+        halved until the shop's bucket can hold it, nested lines never below ``fewest_items``.
+        Returns the data, the order node and the pages it was read with; None for no such order."""
         while True:
             with_reasons = self._reasons_cached() is None
             variables: dict[str, Any] = {"id": order_gid, **pages}
@@ -197,6 +245,7 @@ class ShopifyAPI:
                 return None
             except CostTooHigh:
                 smaller = {name: max(1, size // 2) for name, size in pages.items()}
+                smaller["items"] = max(fewest_items, smaller["items"])
                 if smaller == pages:
                     raise  # one of everything is still too dear: nothing smaller to ask for
                 pages = smaller
@@ -212,36 +261,7 @@ class ShopifyAPI:
                     ("returnReasonDefinitions",),
                 )
             )
-        lines = self._read_on(
-            node.get("lineItems"),
-            docs.ORDER_LINES_PAGE,
-            {"id": order_gid, "first": pages["lines"]},
-            ("order", "lineItems"),
-        )
-        returns = self._read_on(
-            node.get("returns"),
-            docs.ORDER_RETURNS_PAGE,
-            {"id": order_gid, "first": pages["returns"]},
-            ("order", "returns"),
-        )
-        fulfillments = self._read_on(
-            data.get("returnableFulfillments"),
-            docs.RETURNABLE_FULFILLMENTS,
-            {"orderId": order_gid, "first": pages["fulfillments"]},
-            ("returnableFulfillments",),
-        )
-        return LiveOrder(
-            gid=node["id"],
-            name=node.get("name") or "",
-            tags=tuple(node.get("tags") or ()),
-            note=node.get("note"),
-            line_items={
-                line["id"]: (int(line.get("quantity") or 0), int(line.get("unfulfilledQuantity") or 0))
-                for line in lines
-            },
-            returns=tuple(parse_return(r) for r in returns),
-            returnable=_returnable(fulfillments),
-        )
+        return data, node, pages
 
     def _read_on(
         self, connection: Any, document: str, variables: dict[str, Any], path: tuple[str, ...]
@@ -267,7 +287,9 @@ class ShopifyAPI:
 
     def returnable_lines(self, order_gid: str) -> list[ReturnableLine]:
         """Fulfillment line items of the order with their still-returnable quantity (> 0)."""
-        variables = {"orderId": order_gid, "first": docs.SNAPSHOT_PAGES["fulfillments"]}
+        # Read alone, not as part of a snapshot: the largest page of lines per fulfilment.
+        items = docs.ITEMS_PAGES[-1]
+        variables = {"orderId": order_gid, "first": docs.SNAPSHOT_PAGES["fulfillments"], "items": items}
         data = self.client.execute(docs.RETURNABLE_FULFILLMENTS, {**variables, "after": None})
         connection = data.get("returnableFulfillments")
         return list(
@@ -396,6 +418,13 @@ class ShopifyAPI:
         except UserErrors as exc:
             if not any("already been taken" in message for message in exc.messages):
                 raise
+
+
+def _lines_cut_off(returns: list[dict[str, Any]], fulfillments: list[dict[str, Any]], page: int) -> bool:
+    """Whether a return's or a fulfilment's lines filled their page: there may be more."""
+    nested = [r.get("returnLineItems") for r in returns]
+    nested += [f.get("returnableFulfillmentLineItems") for f in fulfillments]
+    return any(len(_nodes(connection)) >= page for connection in nested)
 
 
 def _returnable(fulfillments: list[dict[str, Any]]) -> tuple[ReturnableLine, ...]:

@@ -20,47 +20,55 @@ workers/shopify/api.py in the variables.
 
 from __future__ import annotations
 
+
 # Fields of a Return that the sync needs: lines (to recognise a return created by an earlier attempt
-# whose answer was lost), reverse fulfilment orders (where tracking goes) and their tracking.
-_RETURN_FIELDS = """
-fragment ReturnFields on Return {
+# whose answer was lost), reverse fulfilment orders (where tracking goes) and their tracking. The
+# snapshot's copy takes its line page size from the operation's $items (see SNAPSHOT_PAGES); a
+# single return (a mutation's answer, a detail read) gets up to 50 lines.
+def _return_fields(fragment: str, lines: str) -> str:
+    return f"""
+fragment {fragment} on Return {{
   id
   name
   status
-  returnLineItems(first: 50) {
-    nodes {
-      ... on ReturnLineItem {
+  returnLineItems(first: {lines}) {{
+    nodes {{
+      ... on ReturnLineItem {{
         id
         quantity
-        fulfillmentLineItem {
+        fulfillmentLineItem {{
           id
-          lineItem {
+          lineItem {{
             id
-          }
-        }
-      }
-    }
-  }
-  reverseFulfillmentOrders(first: 2) {
-    nodes {
+          }}
+        }}
+      }}
+    }}
+  }}
+  reverseFulfillmentOrders(first: 2) {{
+    nodes {{
       id
-      reverseDeliveries(first: 3) {
-        nodes {
+      reverseDeliveries(first: 3) {{
+        nodes {{
           id
-          deliverable {
-            ... on ReverseDeliveryShippingDeliverable {
-              tracking {
+          deliverable {{
+            ... on ReverseDeliveryShippingDeliverable {{
+              tracking {{
                 number
                 url
-              }
-            }
-          }
-        }
-      }
-    }
-  }
-}
+              }}
+            }}
+          }}
+        }}
+      }}
+    }}
+  }}
+}}
 """
+
+
+_RETURN_FIELDS = _return_fields("ReturnFields", "50")
+_SNAPSHOT_RETURN_FIELDS = _return_fields("SnapshotReturnFields", "$items")
 
 # Return mutations answer with ReturnUserError, which has a code; tagsAdd/orderUpdate answer with
 # UserError, which does not.
@@ -113,7 +121,7 @@ _SNAPSHOT_BODY = """
     }
     returns(first: $returns) {
       nodes {
-        ...ReturnFields
+        ...SnapshotReturnFields
       }
       pageInfo {
         hasNextPage
@@ -130,7 +138,7 @@ _RETURNABLE_FIELDS = """
 fragment ReturnableFields on ReturnableFulfillmentConnection {
   nodes {
     id
-    returnableFulfillmentLineItems(first: 50) {
+    returnableFulfillmentLineItems(first: $items) {
       nodes {
         quantity
         fulfillmentLineItem {
@@ -164,17 +172,17 @@ fragment ReasonFields on ReturnReasonDefinitionConnection {
 """
 
 ORDER_SNAPSHOT = (
-    "query OrderSnapshot($id: ID!, $lines: Int!, $returns: Int!, $fulfillments: Int!) {"
+    "query OrderSnapshot($id: ID!, $lines: Int!, $returns: Int!, $fulfillments: Int!, $items: Int!) {"
     + _SNAPSHOT_BODY
     + "}\n"
-    + _RETURN_FIELDS
+    + _SNAPSHOT_RETURN_FIELDS
     + _RETURNABLE_FIELDS
 )
 
 # The same, plus the shop's return reason definitions: a process's first read of a shop.
 ORDER_SNAPSHOT_WITH_REASONS = (
     "query OrderSnapshotWithReasons($id: ID!, $lines: Int!, $returns: Int!, $fulfillments: Int!,"
-    " $reasons: Int!) {"
+    " $items: Int!, $reasons: Int!) {"
     + _SNAPSHOT_BODY
     + """
   returnReasonDefinitions(first: $reasons) {
@@ -182,16 +190,21 @@ ORDER_SNAPSHOT_WITH_REASONS = (
   }
 }
 """
-    + _RETURN_FIELDS
+    + _SNAPSHOT_RETURN_FIELDS
     + _RETURNABLE_FIELDS
     + _REASON_FIELDS
 )
 
-# Page sizes of the snapshot: about 800 points by Shopify's published rule with the reasons (the
-# limit is 1,000), under 200 by what Shopify really charges (the stand-in's recorded model); an
-# order with more line items, returns or fulfilments than this is read on in pages. A return has
+# Page sizes of the snapshot. An order with more line items, returns or fulfilments than a page
+# holds is read on in pages. `items` is the page of lines inside each return and each returnable
+# fulfilment: those nested lists have no cursor of their own in the snapshot, so when one comes
+# back full the whole snapshot is read again with ITEMS_PAGES' next size (50 is the last: 250
+# would request 2,600 points, over Shopify's 1,000-point limit for one query). Ten lines cover
+# almost every return, and keep the snapshot at about 200 points by Shopify's published rule (300
+# with the reasons) where 50 cost 600: a shop's bucket holds several reads at once. A return has
 # one reverse fulfilment order (two after a split) with one delivery per label.
-SNAPSHOT_PAGES: dict[str, int] = {"lines": 50, "returns": 2, "fulfillments": 3, "reasons": 100}
+SNAPSHOT_PAGES: dict[str, int] = {"lines": 50, "returns": 2, "fulfillments": 3, "items": 10, "reasons": 100}
+ITEMS_PAGES: tuple[int, ...] = (10, 50)
 
 ORDER_LINES_PAGE = """
 query OrderLinesPage($id: ID!, $first: Int!, $after: String) {
@@ -213,11 +226,11 @@ query OrderLinesPage($id: ID!, $first: Int!, $after: String) {
 
 ORDER_RETURNS_PAGE = (
     """
-query OrderReturnsPage($id: ID!, $first: Int!, $after: String) {
+query OrderReturnsPage($id: ID!, $first: Int!, $items: Int!, $after: String) {
   order(id: $id) {
     returns(first: $first, after: $after) {
       nodes {
-        ...ReturnFields
+        ...SnapshotReturnFields
       }
       pageInfo {
         hasNextPage
@@ -227,7 +240,7 @@ query OrderReturnsPage($id: ID!, $first: Int!, $after: String) {
   }
 }
 """
-    + _RETURN_FIELDS
+    + _SNAPSHOT_RETURN_FIELDS
 )
 
 RETURN_DETAILS = (
@@ -241,10 +254,10 @@ query ReturnDetails($id: ID!) {
     + _RETURN_FIELDS
 )
 
-# What is still returnable, paged by fulfilment (50 lines each).
+# What is still returnable, paged by fulfilment ($items lines each).
 RETURNABLE_FULFILLMENTS = (
     """
-query ReturnableFulfillments($orderId: ID!, $first: Int!, $after: String) {
+query ReturnableFulfillments($orderId: ID!, $first: Int!, $items: Int!, $after: String) {
   returnableFulfillments(orderId: $orderId, first: $first, after: $after) {
     ...ReturnableFields
   }
