@@ -55,6 +55,17 @@ def wait_until(condition: object, timeout: float = 10.0) -> None:
         time.sleep(0.005)
 
 
+def hold_then_queue(
+    pool: ThreadPoolExecutor, group: GroupCommit[str, str], store: Store, names: Sequence[str]
+) -> tuple[Future[str], dict[str, Future[str]]]:
+    """Start a write ("first") that the store holds, then queue ``names`` behind it."""
+    first = pool.submit(group.submit, "first")
+    assert store.holding.wait(10)
+    later = {name: pool.submit(group.submit, name) for name in names}
+    wait_until(lambda: queued(group, len(names)))
+    return first, later
+
+
 def test_a_lone_request_is_written_at_once_on_its_own() -> None:
     store = Store()
     group = GroupCommit(store.write_batch, store.write_one, max_batch=64)
@@ -66,10 +77,7 @@ def test_requests_arriving_during_a_write_share_the_next_one_and_get_their_own_a
     store = Store(hold_first=True)
     group = GroupCommit(store.write_batch, store.write_one, max_batch=64)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        first = pool.submit(group.submit, "first")
-        assert store.holding.wait(10)
-        later = {name: pool.submit(group.submit, name) for name in ("b", "c", "d", "e")}
-        wait_until(lambda: queued(group, 4))
+        first, later = hold_then_queue(pool, group, store, ("b", "c", "d", "e"))
         assert not any(f.done() for f in later.values())  # nobody answered before its write
         store.release.set()
         assert first.result(10) == "stored first"
@@ -82,12 +90,10 @@ def test_a_batch_never_exceeds_its_limit() -> None:
     store = Store(hold_first=True)
     group = GroupCommit(store.write_batch, store.write_one, max_batch=2)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        first = pool.submit(group.submit, "first")
-        assert store.holding.wait(10)
-        later = [pool.submit(group.submit, name) for name in "bcde"]
-        wait_until(lambda: queued(group, 4))
+        first, later = hold_then_queue(pool, group, store, "bcde")
         store.release.set()
-        assert [f.result(10) for f in [first, *later]] == [f"stored {n}" for n in ["first", *"bcde"]]
+        answers = [first.result(10)] + [later[n].result(10) for n in "bcde"]
+        assert answers == [f"stored {n}" for n in ["first", *"bcde"]]
     assert [len(batch) for batch in store.batches] == [2, 2]
 
 
@@ -95,10 +101,7 @@ def test_when_a_batch_fails_each_item_is_written_alone_and_only_the_bad_one_fail
     store = Store(hold_first=True, bad=frozenset({"bad"}))
     group = GroupCommit(store.write_batch, store.write_one, max_batch=64)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        first = pool.submit(group.submit, "first")
-        assert store.holding.wait(10)
-        later: dict[str, Future[str]] = {name: pool.submit(group.submit, name) for name in ("b", "bad", "c")}
-        wait_until(lambda: queued(group, 3))
+        first, later = hold_then_queue(pool, group, store, ("b", "bad", "c"))
         store.release.set()
         first.result(10)
         assert later["b"].result(10) == "stored b"

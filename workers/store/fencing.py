@@ -56,11 +56,20 @@ def fenced_statement(order_id: int, token: int, sql: str, params: dict[str, Any]
     write after the bump finds nothing. Returns the rows; none because the fence moved raises
     ``LostLock``."""
     assert FENCE_HOLDS in sql, "a fenced statement must test FENCE_HOLDS"
-    rows = statement(
+    return fenced_call(
+        order_id,
+        token,
         "WITH holder_fence AS (SELECT 1 FROM orders WHERE id = %(fence_order)s AND fence = %(fence_token)s"
         " FOR SHARE) " + sql,
-        {**params, "fence_order": order_id, "fence_token": token},
+        params,
     )
+
+
+def fenced_call(order_id: int, token: int, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """A statement that tests the fence itself, given ``%(fence_order)s`` and ``%(fence_token)s``
+    (``fenced_statement``'s, or a function of the schema that reads the fence as its first
+    expression does). Returns its rows; none because the fence moved raises ``LostLock``."""
+    rows = statement(sql, {**params, "fence_order": order_id, "fence_token": token})
     if not rows:
         # Nothing came back: the fence moved, or there was nothing to write (raise only for the first).
         with transaction() as cur:

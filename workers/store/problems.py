@@ -25,28 +25,6 @@ def severity_of(category: Category, sync: SyncState) -> Severity:
     return Severity.WARNING
 
 
-# The part of ``returns.finish_return``'s statement that records why a return is not synced:
-# with a category, every other open problem of the return is solved ("moved on to" it) and its
-# own is opened or seen once more; without one (synced), every open problem is solved. It reads
-# ``after`` (the return as written, empty when the fence moved) and the statement's parameters.
-RECORD = """
-, solved AS (
-    UPDATE problems SET solved_at = now(), solved_by = 'sync',
-        comment = CASE WHEN %(category)s::text IS NULL THEN comment ELSE 'moved on to ' || %(category)s END
-    WHERE return_id = %(id)s AND solved_at IS NULL
-      AND (%(category)s::text IS NULL OR category <> %(category)s) AND EXISTS (SELECT 1 FROM after)
-)
-, noted AS (
-    INSERT INTO problems (shop_id, order_id, return_id, category, severity, reason)
-    SELECT a.shop_id, a.order_id, a.id, %(category)s, %(severity)s, %(reason)s FROM after a
-    WHERE %(category)s::text IS NOT NULL
-    ON CONFLICT (return_id, category) WHERE solved_at IS NULL DO UPDATE SET
-        last_seen = now(), occurrences = problems.occurrences + 1,
-        reason = EXCLUDED.reason, severity = EXCLUDED.severity
-)
-"""
-
-
 def note(cur: Any, return_id: int, category: Category, sync: SyncState, reason: str) -> None:
     """The return's current problem (inside the caller's transaction)."""
     cur.execute(

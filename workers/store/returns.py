@@ -26,7 +26,7 @@ from workers.statuses import (
 )
 from workers.store import outbox, problems
 from workers.store.db import single_statement, statement, transaction
-from workers.store.fencing import FENCE_HOLDS, fenced, fenced_statement
+from workers.store.fencing import FENCE_HOLDS, fenced, fenced_call, fenced_statement
 
 _OPEN = sorted(OPEN_EVENT_STATUSES)
 _FINAL = sorted(FINAL_EVENT_STATUSES)
@@ -132,22 +132,10 @@ def load_order(order_id: int) -> OrderRow | None:
 def open_return_ids(order_id: int) -> list[int]:
     """Returns of the order with at least one open event, in the order their first event happened
     (the return that happened first gets a contested item). Ordered in SQL, so no event needs to
-    be read into Python before each return is loaded on its own (``load_return``). Each return's
-    events are read through their index (a lateral query): a join would let the planner scan
-    every event when its statistics are off, as they are after a bulk load (7 ms a run)."""
-    rows = statement(
-        """
-            SELECT r.id FROM returns r
-            CROSS JOIN LATERAL (
-                SELECT bool_or(e.status = ANY(%s)) AS open, min(e.occurred_at) AS first_at,
-                       min(e.event_id) AS first_event
-                FROM events e WHERE e.return_id = r.id
-            ) e
-            WHERE r.order_id = %s AND e.open
-            ORDER BY e.first_at, e.first_event, r.id
-            """,
-        (_OPEN, order_id),
-    )
+    be read into Python before each return is loaded on its own (``load_return``). A function of
+    migration 0013, so its plan is kept per connection; it reads each return's events through
+    their index (a join scanned every event when statistics were off, 7 ms a run)."""
+    rows = statement("SELECT open_return_ids AS id FROM open_return_ids(%s, %s::text[])", (order_id, _OPEN))
     return [row["id"] for row in rows]
 
 
@@ -288,12 +276,18 @@ def finish_return(
     what the run reached and saw (kept when None). ``reset_failures``: the run got a clear answer
     for this return, so its chain of failed attempts ends. ``category``: why it is not synced (the
     error inbox, ``workers.store.problems``); None for a synced return.
+
+    One round trip, one statement: the ``finish_return`` function of migration 0013, behind the
+    fence, so its plan is kept per connection instead of made for every call.
     """
     mapped = dict(event_statuses or {})
-    rows = fenced_statement(
+    rows = fenced_call(
         order_id,
         token,
-        _FINISH_RETURN.format(fence=FENCE_HOLDS, problems=problems.RECORD),
+        "SELECT * FROM finish_return(%(fence_order)s, %(fence_token)s, %(id)s, %(sync)s, %(detail)s,"
+        " %(waiting_since)s, %(applied_state)s, %(shopify_status)s, %(reset_failures)s, %(category)s,"
+        " %(severity)s, %(reason)s, %(ids)s::bigint[], %(statuses)s::text[], %(details)s::text[],"
+        " %(all_status)s, %(all_detail)s, %(open)s::text[], %(final)s::text[])",
         {
             "id": return_id,
             "sync": sync,
@@ -318,51 +312,6 @@ def finish_return(
     for event in rows:
         if event["kind"] == "event" and event["status"] in _FINAL:
             metrics.event_finished(event["domain"], event["type"], event["status"], event["received_at"])
-
-
-# finish_return in one statement, every part of it behind the fence (``after`` is empty when the
-# fence moved, and the rest writes only for a row of it): the return, a change record when its
-# state changed, its problems (``workers.store.problems``) and its open events, each set to its
-# own status or to ``all_status``. The CTEs share one snapshot, so ``before`` is the row as it was.
-_FINISH_RETURN = """
-, before AS (SELECT sync, applied_state, category, detail FROM returns WHERE id = %(id)s)
-, after AS (
-    UPDATE returns SET sync = %(sync)s, detail = %(detail)s,
-        waiting_since = CASE WHEN %(sync)s = 'waiting' THEN COALESCE(waiting_since, %(waiting_since)s) END,
-        applied_state = COALESCE(%(applied_state)s, applied_state),
-        shopify_status = COALESCE(%(shopify_status)s, shopify_status),
-        failures = CASE WHEN %(reset_failures)s THEN 0 ELSE failures END,
-        category = %(category)s, attempts = attempts + 1, updated_at = now()
-    WHERE id = %(id)s AND {fence}
-    RETURNING id, shop_id, order_id, sync, applied_state, category, detail
-)
-, changed AS (
-    INSERT INTO return_changes (return_id, sync, applied_state, category, detail)
-    SELECT a.id, a.sync, a.applied_state, a.category, a.detail FROM after a
-    WHERE NOT EXISTS (SELECT 1 FROM before b WHERE (b.sync, b.applied_state, b.category, b.detail)
-                      IS NOT DISTINCT FROM (a.sync, a.applied_state, a.category, a.detail))
-)
-{problems}
-, finished AS (
-    UPDATE events e SET status = x.status, detail = x.detail,
-        finished_at = CASE WHEN x.status = ANY(%(final)s) THEN now() END
-    FROM (
-        SELECT o.id, s.domain, COALESCE(v.status, %(all_status)s) AS status,
-               CASE WHEN v.id IS NOT NULL THEN v.detail ELSE %(all_detail)s END AS detail
-        FROM events o JOIN shops s ON s.id = o.shop_id
-        LEFT JOIN unnest(%(ids)s::bigint[], %(statuses)s::text[], %(details)s::text[])
-               AS v (id, status, detail) ON v.id = o.id
-        WHERE o.return_id = %(id)s AND o.status = ANY(%(open)s)
-          AND (v.id IS NOT NULL OR %(all_status)s::text IS NOT NULL)
-    ) x
-    WHERE e.id = x.id AND EXISTS (SELECT 1 FROM after)
-    RETURNING x.domain, e.type, e.status, e.received_at
-)
-SELECT 'return' AS kind, NULL AS domain, NULL AS type, NULL AS status, NULL::timestamptz AS received_at
-FROM after
-UNION ALL
-SELECT 'event', domain, type, status, received_at FROM finished
-"""
 
 
 def count_failure(order_id: int, token: int, return_id: int) -> int:
