@@ -12,6 +12,10 @@ An answer is handed out only after its batch committed. When a batch of several 
 its items is written again on its own (``write_one``), so one item's error, a deadlock or a
 dropped connection is that item's answer alone, exactly as without grouping.
 
+A writer stopped mid-write (its greenlet killed, a timeout raised into it) leaves the outcome
+of its batch unknown: every item of it then raises ``WriteInterrupted``, which its caller treats
+like a connection lost at commit, and the writer role passes on as usual.
+
 The primitives are ``threading``'s: under gevent's monkey patching (the gunicorn workers) they
 are cooperative, and with real threads (tests) they are ordinary locks.
 """
@@ -22,6 +26,11 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
+
+
+class WriteInterrupted(Exception):
+    """The write that carried this item was stopped before it answered: stored or not, unknown."""
+
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -75,6 +84,11 @@ class GroupCommit(Generic[Item, Result]):
             del self._queue[: self._max_batch]
         try:
             self._write(batch)
+        except BaseException:
+            for pending in batch:
+                if pending.result is None and pending.error is None:
+                    pending.error = WriteInterrupted("the write carrying this item was interrupted")
+            raise
         finally:
             with self._lock:
                 if self._queue:

@@ -16,7 +16,7 @@ from flask import Response, current_app, request
 
 from config import get_settings, logcontext
 from web.body import BadBody, SlowBody, is_json, parse_body, read_limited
-from web.group_commit import GroupCommit
+from web.group_commit import GroupCommit, WriteInterrupted
 from web.responses import error, json_response, unavailable
 from web.signatures import SIGNATURE_HEADERS, SignatureError, Verifier
 from workers import metrics
@@ -36,6 +36,9 @@ def slow_body(timeout_s: float) -> Response:
 
 
 Recorded = tuple[ReturnEvent, dict[str, Any]]
+# The event may or may not be stored: retried once, then a 503 (the producer retries; a stored
+# event is then answered as a duplicate).
+_OUTCOME_UNKNOWN = (*DatabaseUnavailable, WriteInterrupted)
 
 
 def _record_batch(items: Sequence[Recorded]) -> list[inbox.RecordResult]:
@@ -62,7 +65,7 @@ def _record_with_one_retry(event: ReturnEvent, body: dict[str, Any]) -> inbox.Re
     grouped: GroupCommit[Recorded, inbox.RecordResult] = current_app.config["RETURNSYNC_RECORDER"]
     try:
         return grouped.submit((event, body))
-    except DatabaseUnavailable:
+    except _OUTCOME_UNKNOWN:
         return grouped.submit((event, body))
 
 
@@ -102,7 +105,7 @@ def receive_event() -> Response:
 def _store(event: ReturnEvent, body: dict[str, Any]) -> Response:
     try:
         result = _record_with_one_retry(event, body)
-    except DatabaseUnavailable as exc:
+    except _OUTCOME_UNKNOWN as exc:
         log.warning("event %s not stored, database unavailable: %s", event.id, type(exc).__name__)
         return unavailable()
 

@@ -10,7 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
-from web.group_commit import GroupCommit
+from web.group_commit import GroupCommit, WriteInterrupted
 
 
 class Store:
@@ -120,3 +120,27 @@ def test_after_a_burst_the_group_is_idle_and_the_next_request_writes_at_once() -
     written = store.singles + [item for batch in store.batches for item in batch]
     assert sorted(written) == sorted(str(i) for i in range(200))  # each exactly once
     assert group.submit("late") == "stored late"
+
+
+class Stopped(BaseException):
+    """What killing a greenlet, or a timeout raised into it, looks like to the code it stops."""
+
+
+def test_a_writer_stopped_mid_write_leaves_its_batch_unknown_and_the_next_write_goes_on() -> None:
+    store = Store(hold_first=True)
+    written = store.write_batch
+
+    def stopped_once(items: Sequence[str]) -> list[str]:
+        if "b" in items:
+            raise Stopped
+        return written(items)
+
+    group = GroupCommit(stopped_once, store.write_one, max_batch=64)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        first, later = hold_then_queue(pool, group, store, ("b", "c"))
+        store.release.set()
+        assert first.result(10) == "stored first"
+        # The writer of ("b", "c") is stopped: it stops, and the request it carried learns that
+        # its outcome is unknown instead of getting an empty answer.
+        assert {type(f.exception(10)) for f in later.values()} == {Stopped, WriteInterrupted}
+    assert group.submit("d") == "stored d"  # the group is not left waiting for a writer
